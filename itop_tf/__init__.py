@@ -1,0 +1,44 @@
+"""itop_tf: dynamic sparse training with In-Time Over-Parameterization.
+
+A TensorFlow/Keras (tf_keras) library built on TF-MOT pruning. A network
+starts sparse (random masks, ERK layer densities) and keeps exploring its
+connectivity: every Delta T steps each layer drops its smallest weights and
+regrows as many (randomly = SET, by dense gradient = RigL).
+
+Example:
+
+>>> import tf_keras as keras, itop_tf
+>>> model = itop_tf.sparsify(model, sparsity=0.9, grow="gradient",
+...     schedule=itop_tf.RegrowthSchedule(update_interval=100, total_steps=N))
+>>> model.compile("sgd", "sparse_categorical_crossentropy", jit_compile=True)
+>>> model.fit(ds, callbacks=[itop_tf.ITOPCallback(log_dir="logs")])
+>>> itop_tf.exploration_rate(model)
+"""
+
+import os
+
+# TF-MOT needs Keras 2; make tf.keras mean tf_keras before TensorFlow loads.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from itop_tf.callbacks import ITOPCallback
+from itop_tf.distributions import layer_counts
+from itop_tf.distributions import layer_densities
+from itop_tf.metrics import exploration_rate
+from itop_tf.metrics import format_report
+from itop_tf.metrics import sparsity_report
+from itop_tf.prune import custom_objects
+from itop_tf.prune import scope
+from itop_tf.prune import sparsify
+from itop_tf.prune import strip
+from itop_tf.schedules import RegrowthSchedule
+from itop_tf.updaters import MaskUpdater
+from itop_tf.wrapper import PruneAndRegrow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ITOPCallback", "MaskUpdater", "PruneAndRegrow", "RegrowthSchedule",
+    "custom_objects", "exploration_rate", "format_report", "layer_counts",
+    "layer_densities", "scope", "sparsify", "sparsity_report", "strip",
+]

@@ -1,0 +1,98 @@
+"""`ITOPCallback`: runs ITOP's mask updates inside `model.fit`.
+
+Example:
+
+>>> model.fit(ds, epochs=10, callbacks=[itop_tf.ITOPCallback(log_dir="logs")])
+"""
+
+import tensorflow as tf
+import tf_keras as keras
+
+from itop_tf import updaters
+
+
+class ITOPCallback(keras.callbacks.Callback):
+  """Applies masks at train begin and prunes/regrows every Delta T steps.
+
+  At train begin it zeroes inactive weights and their optimizer slots (the
+  masks themselves are drawn by `sparsify` with exact ERK counts, and come
+  back from a checkpoint on resume). After every step it checks the schedule
+  against `optimizer.iterations` and runs the XLA-compiled update when due.
+  It adds `itop_rate` (global R_s) to the batch and epoch logs, and writes
+  TensorBoard scalars under `log_dir`: `itop/exploration_rate` (global and
+  per layer), `itop/density/<layer>`, `itop/regrown/<layer>` and
+  `itop/prune_fraction`.
+
+  Args:
+    log_dir: directory for TensorBoard summaries; None writes none.
+    jit_compile: compile the update with XLA (default True).
+
+  Raises:
+    ValueError: at train begin, if the model has no itop_tf layers.
+  """
+
+  def __init__(self, log_dir=None, jit_compile=True):
+    super().__init__()
+    self.log_dir = log_dir
+    self.jit_compile = jit_compile
+    self.updater = None
+    self._writer = None
+    self._supports_tf_logs = True
+    self._rate = None
+
+  def on_train_begin(self, logs=None):
+    self.updater = updaters.MaskUpdater(
+        self.model, self.model.optimizer, jit_compile=self.jit_compile)
+    self._step = self.updater.step
+    self.updater.initialize(self._step)
+    spe = getattr(self.model, "_steps_per_execution", None)
+    self._spe = int(spe.numpy()) if spe is not None else 1
+    if self.log_dir and self._writer is None:
+      self._writer = tf.summary.create_file_writer(self.log_dir)
+    self._rate = self.updater.exploration_rate()
+    self._write_state(self._step, None)
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._last_batch = -1
+
+  def on_train_batch_begin(self, batch, logs=None):
+    self.updater.before_step(self._step, self._spe)
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._step += batch - self._last_batch
+    self._last_batch = batch
+    nxt = self.updater.schedule.latest_update_step(self._step)
+    if nxt is not None and nxt > self.updater.handled_step:
+      # Near an update: trust the optimizer (LossScaleOptimizer may skip).
+      self._step = self.updater.step
+      stats = self.updater.after_step(self._step)
+      if stats is not None:
+        self._rate = stats["exploration_rate"]
+        self._write_state(stats["step"], stats)
+    if logs is not None:
+      logs["itop_rate"] = self._rate
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      logs["itop_rate"] = self._rate
+
+  def on_train_end(self, logs=None):
+    if self._writer is not None:
+      self._writer.flush()
+
+  def _write_state(self, step, stats):
+    if self._writer is None:
+      return
+    from itop_tf import metrics  # pylint: disable=g-import-not-at-top
+    rows = metrics.sparsity_report(self.model)
+    with self._writer.as_default(step=step):
+      tf.summary.scalar("itop/exploration_rate", self._rate)
+      for r in rows:
+        tf.summary.scalar(f"itop/exploration_rate/{r['layer']}",
+                          r["exploration_rate"])
+        tf.summary.scalar(f"itop/density/{r['layer']}", r["density"])
+      if stats is not None:
+        tf.summary.scalar("itop/prune_fraction", stats["prune_fraction"])
+        for name, n in stats["regrown"].items():
+          tf.summary.scalar(f"itop/regrown/{name}", n)
+    self._writer.flush()

@@ -1,0 +1,168 @@
+"""When to prune and regrow, and how much: `RegrowthSchedule`.
+
+`RegrowthSchedule` subclasses TF-MOT's `PruningSchedule`, so it can stand
+wherever TF-MOT expects a schedule, but it never asks TF-MOT to prune on its
+own: its `__call__` answers whether step `t` is a prune-and-regrow update and
+the fraction of active weights that update replaces.
+
+The prune fraction follows a cosine decay over the whole training, as in the
+official ITOP code:
+
+    f(t) = f_end + (f_0 - f_end) * (1 + cos(pi * (t - begin) / (total - begin))) / 2
+
+Example:
+
+>>> s = RegrowthSchedule(update_interval=100, total_steps=1000)
+>>> s.is_update_step(100), s.is_update_step(150)
+(True, False)
+>>> round(s.prune_fraction(0), 3)
+0.5
+"""
+
+import math
+
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule
+
+DEFAULT_FINAL_PRUNE_FRACTION = 0.005
+
+
+def _int_arg(name, value, minimum):
+  if isinstance(value, bool) or not hasattr(value, "__index__"):
+    raise ValueError(f"{name} must be an integer, got {value!r}.")
+  value = int(value)
+  if value < minimum:
+    raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+  return value
+
+
+class RegrowthSchedule(pruning_schedule.PruningSchedule):
+  """Every `update_interval` steps, drop and regrow a cosine-decayed fraction.
+
+  Updates happen at optimizer steps `t` with `begin_step < t < end`,
+  `(t - begin_step) % update_interval == 0`, where `end` is `end_step` or,
+  when that is None (the ITOP default: explore until the end), `total_steps`.
+
+  Args:
+    update_interval: steps between two updates (Delta T), >= 1.
+    total_steps: length of the training in optimizer steps; the cosine decay
+      of the prune fraction spans `[begin_step, total_steps]`.
+    initial_prune_fraction: fraction of active weights replaced at the start,
+      in [0, 1]. 0 gives static sparse training.
+    end_step: last step (exclusive) at which updates happen; None explores
+      until `total_steps` (ITOP). RigL stops at 75% of training.
+    begin_step: first step of the schedule (no update at `begin_step`).
+    final_prune_fraction: fraction the cosine decays to; None means
+      `min(0.005, initial_prune_fraction)`.
+
+  Raises:
+    ValueError: an argument is out of range; the message says which.
+  """
+
+  def __init__(self, update_interval, total_steps, initial_prune_fraction=0.5,
+               end_step=None, begin_step=0, final_prune_fraction=None):
+    self.update_interval = _int_arg("update_interval", update_interval, 1)
+    self.total_steps = _int_arg("total_steps", total_steps, 1)
+    self.begin_step = _int_arg("begin_step", begin_step, 0)
+    if self.begin_step >= self.total_steps:
+      raise ValueError(
+          f"begin_step ({self.begin_step}) must be < total_steps "
+          f"({self.total_steps}).")
+    if end_step is not None:
+      end_step = _int_arg("end_step", end_step, 1)
+      if end_step <= self.begin_step:
+        raise ValueError(
+            f"end_step ({end_step}) must be > begin_step ({self.begin_step}),"
+            " or None to keep exploring until total_steps.")
+    self.end_step = end_step
+    if not 0.0 <= float(initial_prune_fraction) <= 1.0:
+      raise ValueError(
+          "initial_prune_fraction must be in [0, 1], got "
+          f"{initial_prune_fraction!r}; use 0 for static sparse training.")
+    self.initial_prune_fraction = float(initial_prune_fraction)
+    if final_prune_fraction is None:
+      final_prune_fraction = min(DEFAULT_FINAL_PRUNE_FRACTION,
+                                 self.initial_prune_fraction)
+    if not 0.0 <= float(final_prune_fraction) <= 1.0:
+      raise ValueError(
+          f"final_prune_fraction must be in [0, 1], got {final_prune_fraction!r}.")
+    self.final_prune_fraction = float(final_prune_fraction)
+
+  @property
+  def last_step(self):
+    """Exclusive upper bound of the steps that may be updates."""
+    return self.end_step if self.end_step is not None else self.total_steps
+
+  def prune_fraction(self, step):
+    """Cosine-decayed prune fraction at `step` (a Python float)."""
+    span = self.total_steps - self.begin_step
+    progress = min(max(step - self.begin_step, 0), span) / float(span)
+    f0, f1 = self.initial_prune_fraction, self.final_prune_fraction
+    return f1 + (f0 - f1) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+  def is_update_step(self, step):
+    """Whether a prune-and-regrow update follows optimizer step `step`."""
+    step = int(step)
+    return (self.begin_step < step < self.last_step and
+            (step - self.begin_step) % self.update_interval == 0)
+
+  def next_update_step(self, step):
+    """First update step strictly after `step`, or None if there is none."""
+    step = max(int(step), self.begin_step)
+    k = (step - self.begin_step) // self.update_interval + 1
+    nxt = self.begin_step + k * self.update_interval
+    return nxt if nxt < self.last_step else None
+
+  def latest_update_step(self, step):
+    """Last update step at or before `step`, or None if there is none."""
+    step = min(int(step), self.last_step - 1)
+    if step <= self.begin_step:
+      return None
+    k = (step - self.begin_step) // self.update_interval
+    return self.begin_step + k * self.update_interval if k > 0 else None
+
+  def __call__(self, step):
+    """TF-MOT's schedule protocol: `(is_update_step, prune_fraction)` tensors.
+
+    Args:
+      step: scalar integer tensor (optimizer iterations).
+
+    Returns:
+      A bool tensor and a float32 tensor.
+    """
+    step = tf.cast(step, tf.int64)
+    in_range = tf.logical_and(step > self.begin_step, step < self.last_step)
+    on_turn = tf.equal(
+        tf.math.floormod(step - self.begin_step, self.update_interval), 0)
+    span = float(self.total_steps - self.begin_step)
+    progress = tf.clip_by_value(
+        tf.cast(step - self.begin_step, tf.float32) / span, 0.0, 1.0)
+    f0, f1 = self.initial_prune_fraction, self.final_prune_fraction
+    frac = f1 + (f0 - f1) * 0.5 * (1.0 + tf.cos(math.pi * progress))
+    return tf.logical_and(in_range, on_turn), frac
+
+  def get_config(self):
+    return {
+        "class_name": self.__class__.__name__,
+        "config": {
+            "update_interval": self.update_interval,
+            "total_steps": self.total_steps,
+            "initial_prune_fraction": self.initial_prune_fraction,
+            "end_step": self.end_step,
+            "begin_step": self.begin_step,
+            "final_prune_fraction": self.final_prune_fraction,
+        },
+    }
+
+  @classmethod
+  def from_config(cls, config):
+    config = config.get("config", config)
+    return cls(**config)
+
+  def __eq__(self, other):
+    return type(other) is type(self) and self.get_config() == other.get_config()
+
+  def __repr__(self):
+    c = self.get_config()["config"]
+    args = ", ".join(f"{k}={v!r}" for k, v in c.items())
+    return f"RegrowthSchedule({args})"

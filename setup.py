@@ -1,0 +1,33 @@
+"""itop_tf: dynamic sparse training with In-Time Over-Parameterization."""
+
+import setuptools
+
+setuptools.setup(
+    name="itop_tf",
+    version="0.1.0",
+    description=("Dynamic sparse training (SET/RigL with In-Time "
+                 "Over-Parameterization) for TensorFlow/Keras on TF-MOT."),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=setuptools.find_packages(include=["itop_tf", "itop_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow==2.21.0",
+        "tf-keras==2.21.0",
+        "tensorflow-model-optimization==0.8.1",
+        "tensorboard==2.21.0",
+        "absl-py==1.4.0",
+        "numpy>=1.26,<3",
+    ],
+    extras_require={
+        "data": ["tensorflow-datasets==4.9.10"],
+        "test": ["pytest==9.0.3", "scikit-learn==1.9.1",
+                 "tensorflow-datasets==4.9.10"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
