@@ -130,28 +130,6 @@ def optimizer_slots(optimizer, variable):
   return out
 
 
-def momentum_slot(optimizer, variable):
-  """The first-moment slot of `variable` (SGD momentum, Adam `m`), or None."""
-  opt = _unwrap(optimizer) if optimizer is not None else None
-  if opt is None:
-    return None
-  if hasattr(opt, "get_slot_names"):
-    for name in ("momentum", "m"):
-      if name in opt.get_slot_names():
-        try:
-          return opt.get_slot(variable, name)
-        except (KeyError, ValueError):
-          return None
-    return None
-  index = getattr(opt, "_index_dict", None) or {}
-  key = opt._var_key(variable)
-  for name in ("momentums", "_momentums"):
-    slots = getattr(opt, name, None)
-    if slots and key in index:
-      return slots[index[key]]
-  return None
-
-
 def find_wrappers(model):
   """All `PruneAndRegrow` layers in `model`, at any depth, in a fixed order.
 
@@ -192,7 +170,7 @@ class MaskUpdater:
 
   Raises:
     ValueError: the model has no wrappers, its wrappers disagree on the
-      schedule, or `grow="momentum"` with an optimizer that has no momentum.
+      schedule.
 
   Example:
 
@@ -230,13 +208,6 @@ class MaskUpdater:
         tf.function(_compute_update.python_function))
     self.handled_step = None
     self.last_stats = None
-    if any(w.grow == "momentum" for w in self.wrappers) and self.optimizer:
-      opt = _unwrap(self.optimizer)
-      if not (getattr(opt, "momentum", 0) or hasattr(opt, "beta_1")):
-        raise ValueError(
-            "grow='momentum' needs an optimizer with momentum (SGD with "
-            "momentum > 0, Adam, ...); got "
-            f"{type(opt).__name__}. Use grow='gradient' or 'random'.")
 
   @property
   def step(self):
@@ -336,16 +307,10 @@ class MaskUpdater:
     return stats
 
   def _grow_scores(self, w, i, sw, step):
-    if w.grow == "gradient":
-      return tf.convert_to_tensor(sw.dense_grad)
-    if w.grow == "momentum":
-      slot = momentum_slot(self.optimizer, sw.weight)
-      if slot is None:
-        raise ValueError(
-            f"grow='momentum' found no momentum slot for {sw.name}: the "
-            "optimizer must be built and have momentum.")
-      return tf.abs(tf.convert_to_tensor(slot))
-    seed = tf.constant([w.seed * 16 + i, int(step)], tf.int64)
+    if w.grow in ("gradient", "momentum"):
+      return tf.abs(tf.convert_to_tensor(sw.dense_grad))
+    seed = tf.stack([tf.convert_to_tensor(w.rng_seed) * 16 + i,
+                     tf.constant(int(step), tf.int64)])
     return tf.random.stateless_uniform(sw.weight.shape, seed=seed)
 
   def _apply(self, step, frac):

@@ -7,9 +7,10 @@ The wrapper keeps, for each sparse kernel of the wrapped layer:
   variable, so no per-step write or cross-replica `merge_call` is needed and the
   gradient that reaches `w` is already masked.
 - `ever_active` (bool): the union of all masks so far (the ITOP exploration).
-- `dense_grad` (float32, only for `grow="gradient"`): the dense gradient of
-  the loss with respect to the masked kernel, written in the backward pass of
-  the step before an update (`capture` flag). It is an ON_READ variable with
+- `dense_grad` (float32, only for `grow="gradient"` or `"momentum"`): the
+  dense gradient of the loss with respect to the masked kernel, written in
+  the backward pass of the step before an update (`capture` flag); for
+  "momentum", an exponential moving average (decay 0.9) of it, every step. It is an ON_READ variable with
   MEAN aggregation: under `tf.distribute` each replica writes its own, and a
   read in cross-replica context returns the all-replica mean.
 
@@ -34,6 +35,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wra
 from itop_tf import schedules
 
 GROW_METHODS = ("random", "gradient", "momentum")
+MOMENTUM_DECAY = 0.9  # SNFS: momentum of the dense gradient
 
 # Kernels we make sparse, by layer type, checked in order (subclasses first).
 _KERNEL_ATTRS = (
@@ -163,10 +165,13 @@ class SparseWeight:
     return self.count >= self.size
 
 
-def _capture_gradient(x, grad_var, flag):
+def _capture_gradient(x, grad_var, flag, decay=None):
   """Identity on `x` whose backward writes the incoming gradient to grad_var.
 
-  The write happens only while `flag` is True (the step before an update).
+  With `decay=None` the write happens only while `flag` is True (the step
+  before an update). With a `decay`, every step updates an exponential
+  moving average `v = decay * v + (1 - decay) * g` (SNFS's momentum of the
+  dense gradient).
   """
 
   @tf.custom_gradient
@@ -178,10 +183,15 @@ def _capture_gradient(x, grad_var, flag):
       def store():
         g = tf.cast(dy, grad_var.dtype)
         g = tf.where(tf.math.is_nan(g), tf.zeros_like(g), g)
+        if decay is not None:
+          g = decay * tf.convert_to_tensor(grad_var) + (1.0 - decay) * g
         with tf.control_dependencies([grad_var.assign(g)]):
           return tf.constant(True)
 
-      done = tf.cond(flag, store, lambda: tf.constant(False))
+      if decay is not None:
+        done = store()
+      else:
+        done = tf.cond(flag, store, lambda: tf.constant(False))
       with tf.control_dependencies([done]):
         return tf.identity(dy)
 
@@ -202,7 +212,8 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     density: fraction of each kernel kept active, in (0, 1].
     counts: optional exact active counts, one per sparse kernel; overrides
       `density` (`itop_tf.sparsify` passes the ERK counts here).
-    grow: "random" (SET), "gradient" (RigL) or "momentum" (SNFS).
+    grow: "random" (SET), "gradient" (RigL) or "momentum" (SNFS: moving
+      average of the dense gradient, updated every step).
     seed: integer seed of this layer's initial mask and random growth.
     **kwargs: passed to the Keras `Wrapper`.
 
@@ -250,6 +261,11 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
           f"counts has {len(self.counts)} entries but layer "
           f"{self.layer.name!r} has {len(kernels)} sparse kernels.")
     self.sparse_weights = []
+    # Checkpointed, so a restored run draws the same random growth even if
+    # the model was rebuilt with another seed.
+    self.rng_seed = self.add_weight(
+        "rng_seed", shape=[], dtype=tf.int64, trainable=False,
+        initializer=keras.initializers.Constant(self.seed))
     self.capture = None
     if self.grow == "gradient":
       self.capture = self.add_weight(
@@ -271,7 +287,7 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
           "ever_active" + suffix, shape=weight.shape, dtype=tf.bool,
           initializer=init, trainable=False)
       grad = None
-      if self.grow == "gradient":
+      if self.grow in ("gradient", "momentum"):
         dtype = getattr(weight, "true_dtype", weight.dtype)
         grad = self.add_weight(
             "dense_grad" + suffix, shape=weight.shape, dtype=dtype,
@@ -295,7 +311,8 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     w = tf.where(sw.mask, w, tf.zeros_like(w))
     w = tf.cast(w, sw.owner.compute_dtype or w.dtype)
     if sw.dense_grad is not None:
-      w = _capture_gradient(w, sw.dense_grad, self.capture)
+      decay = MOMENTUM_DECAY if self.grow == "momentum" else None
+      w = _capture_gradient(w, sw.dense_grad, self.capture, decay)
     return w
 
   def call(self, inputs, training=None, **kwargs):

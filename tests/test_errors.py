@@ -1,0 +1,108 @@
+"""Bad input gets a ValueError that names the problem and the fix."""
+
+import pytest
+import tf_keras as keras
+
+import itop_tf
+from conftest import mlp
+
+
+def _schedule():
+  return itop_tf.RegrowthSchedule(update_interval=10, total_steps=100)
+
+
+@pytest.mark.parametrize("sparsity", [1.0, -0.1, 1.5, "0.9", True])
+def test_sparsity_outside_range(sparsity):
+  with pytest.raises(ValueError, match=r"sparsity must be a number in \[0, 1\)"):
+    itop_tf.sparsify(mlp(), sparsity, schedule=_schedule())
+
+
+def test_unknown_distribution():
+  with pytest.raises(ValueError, match="Unknown distribution 'erx'.*erk"):
+    itop_tf.sparsify(mlp(), 0.9, schedule=_schedule(), distribution="erx")
+
+
+def test_unknown_grow():
+  with pytest.raises(ValueError, match="Unknown grow method 'rigl'.*gradient"):
+    itop_tf.sparsify(mlp(), 0.9, schedule=_schedule(), grow="rigl")
+
+
+def test_missing_schedule_says_how_to_make_one():
+  with pytest.raises(ValueError, match="RegrowthSchedule\\(update_interval"):
+    itop_tf.sparsify(mlp(), 0.9)
+
+
+def test_update_interval_below_one():
+  with pytest.raises(ValueError, match="update_interval must be >= 1"):
+    itop_tf.RegrowthSchedule(update_interval=0, total_steps=100)
+
+
+def test_keras3_model_says_to_use_tf_keras():
+  keras3 = pytest.importorskip("keras")
+  if not keras3.__version__.startswith("3"):
+    pytest.skip("Keras 3 is not installed")
+  model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+  with pytest.raises(ValueError, match="Keras 3 model.*import tf_keras"):
+    itop_tf.sparsify(model, 0.9, schedule=_schedule())
+
+
+def test_subclassed_model_says_how_to_wrap_by_hand():
+
+  class Net(keras.Model):
+
+    def __init__(self):
+      super().__init__()
+      self.fc = keras.layers.Dense(2)
+
+    def call(self, x):
+      return self.fc(x)
+
+  net = Net()
+  net(keras.backend.ones((1, 4)))
+  with pytest.raises(ValueError, match="subclassed.*PruneAndRegrow"):
+    itop_tf.sparsify(net, 0.9, schedule=_schedule())
+
+
+def test_no_prunable_layers():
+  model = keras.Sequential([keras.Input((4,)), keras.layers.ReLU()])
+  with pytest.raises(ValueError, match="no layer itop_tf can make sparse"):
+    itop_tf.sparsify(model, 0.9, schedule=_schedule())
+
+
+def test_already_sparsified():
+  sparse = itop_tf.sparsify(mlp(), 0.9, schedule=_schedule())
+  with pytest.raises(ValueError, match="already sparsified.*strip"):
+    itop_tf.sparsify(sparse, 0.9, schedule=_schedule())
+
+
+def test_tfmot_pruned_model_counts_as_sparsified():
+  import tensorflow_model_optimization as tfmot
+  pruned = tfmot.sparsity.keras.prune_low_magnitude(mlp())
+  with pytest.raises(ValueError, match="already sparsified"):
+    itop_tf.sparsify(pruned, 0.9, schedule=_schedule())
+
+
+def test_unbuilt_model():
+  model = keras.Sequential([keras.layers.Dense(4)])
+  with pytest.raises(ValueError, match="not built.*keras.Input"):
+    itop_tf.sparsify(model, 0.9, schedule=_schedule())
+
+
+def test_unknown_layer_names():
+  with pytest.raises(ValueError, match="No layer named \\['fc9'\\]"):
+    itop_tf.sparsify(mlp(), 0.9, schedule=_schedule(), dense_layers=["fc9"])
+
+
+def test_wrapper_rejects_unsupported_layer_and_bad_density():
+  with pytest.raises(ValueError, match="no kernel itop_tf can make sparse"):
+    itop_tf.PruneAndRegrow(keras.layers.BatchNormalization(), _schedule())
+  with pytest.raises(ValueError, match="density must be in"):
+    itop_tf.PruneAndRegrow(keras.layers.Dense(2), _schedule(), density=0.0)
+
+
+def test_callback_on_a_model_without_wrappers():
+  model = mlp()
+  model.compile("sgd", "mse")
+  with pytest.raises(ValueError, match="no itop_tf layers.*sparsify"):
+    model.fit(keras.backend.ones((4, 16)), keras.backend.ones((4, 4)),
+              verbose=0, callbacks=[itop_tf.ITOPCallback()])

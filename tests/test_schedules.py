@@ -1,0 +1,80 @@
+"""RegrowthSchedule: update steps, cosine prune fraction, serialization."""
+
+import math
+
+import pytest
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule
+
+import itop_tf
+
+
+def test_is_a_tfmot_pruning_schedule():
+  assert isinstance(itop_tf.RegrowthSchedule(10, 100),
+                    pruning_schedule.PruningSchedule)
+
+
+def test_update_steps_every_interval_until_total():
+  s = itop_tf.RegrowthSchedule(update_interval=10, total_steps=50)
+  assert [t for t in range(0, 60) if s.is_update_step(t)] == [10, 20, 30, 40]
+
+
+def test_end_step_stops_exploration_like_rigl():
+  s = itop_tf.RegrowthSchedule(10, 100, end_step=35)
+  assert [t for t in range(0, 101) if s.is_update_step(t)] == [10, 20, 30]
+
+
+def test_begin_step_shifts_updates():
+  s = itop_tf.RegrowthSchedule(10, 100, begin_step=5)
+  assert [t for t in range(0, 40) if s.is_update_step(t)] == [15, 25, 35]
+
+
+def test_next_and_latest_update_steps():
+  s = itop_tf.RegrowthSchedule(10, 45)
+  assert s.next_update_step(0) == 10 and s.next_update_step(10) == 20
+  assert s.next_update_step(40) is None
+  assert s.latest_update_step(9) is None and s.latest_update_step(25) == 20
+  assert s.latest_update_step(100) == 40
+
+
+def test_cosine_decay_from_half_to_final():
+  s = itop_tf.RegrowthSchedule(10, 1000)
+  assert s.prune_fraction(0) == pytest.approx(0.5)
+  assert s.prune_fraction(500) == pytest.approx(0.005 + 0.495 * 0.5)
+  assert s.prune_fraction(1000) == pytest.approx(0.005)
+  f = [s.prune_fraction(t) for t in range(0, 1001, 50)]
+  assert all(a >= b for a, b in zip(f, f[1:]))
+
+
+def test_zero_initial_fraction_is_static():
+  s = itop_tf.RegrowthSchedule(10, 100, initial_prune_fraction=0.0)
+  assert all(s.prune_fraction(t) == 0.0 for t in range(0, 101, 10))
+
+
+def test_tensor_call_agrees_with_python():
+  s = itop_tf.RegrowthSchedule(7, 300, initial_prune_fraction=0.3)
+  for t in [0, 7, 8, 14, 150, 294, 300]:
+    due, frac = s(tf.constant(t))
+    assert bool(due) == s.is_update_step(t)
+    assert float(frac) == pytest.approx(s.prune_fraction(t), rel=1e-5)
+
+
+def test_config_round_trip():
+  s = itop_tf.RegrowthSchedule(3, 90, 0.4, end_step=60, begin_step=2,
+                               final_prune_fraction=0.01)
+  again = itop_tf.RegrowthSchedule.from_config(s.get_config())
+  assert again == s and again.get_config() == s.get_config()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(update_interval=0, total_steps=10), "update_interval must be >= 1"),
+    (dict(update_interval=1.5, total_steps=10), "update_interval must be an"),
+    (dict(update_interval=1, total_steps=0), "total_steps must be >= 1"),
+    (dict(update_interval=1, total_steps=10, initial_prune_fraction=1.5),
+     "initial_prune_fraction"),
+    (dict(update_interval=1, total_steps=10, end_step=0), "end_step"),
+    (dict(update_interval=1, total_steps=10, begin_step=10), "begin_step"),
+])
+def test_bad_arguments_raise(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    itop_tf.RegrowthSchedule(**kwargs)

@@ -1,0 +1,251 @@
+"""Prune/grow math and MaskUpdater invariants on hand-built cases."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import itop_tf
+from itop_tf import updaters
+from conftest import compile_sgd, kernels, sparse_mlp, toy_data
+
+
+def test_rank_select_picks_k_largest_ties_to_lower_index():
+  s = tf.constant([0.5, 2.0, 2.0, -1.0, 2.0])
+  got = updaters.rank_select(s, tf.constant(2)).numpy()
+  assert got.tolist() == [False, True, True, False, False]
+  assert not updaters.rank_select(s, tf.constant(0)).numpy().any()
+
+
+def test_prune_drops_smallest_magnitude_active_weights():
+  mask = tf.constant([True, True, True, True, False, False])
+  w = tf.constant([0.9, -0.1, 0.5, 0.2, 0.0, 0.0])
+  scores = tf.constant([0., 0., 0., 0., 1.0, 0.5])
+  new, kept = updaters.prune_and_grow(mask, w, tf.constant(2), scores)
+  # -0.1 and 0.2 leave; the two best-scored inactive (4, 5) join.
+  assert new.numpy().tolist() == [True, False, True, False, True, True]
+  assert kept.numpy().tolist() == [True, False, True, False, False, False]
+
+
+def test_gradient_growth_picks_top_abs_grad_inactive_weights():
+  mask = tf.constant([[True, False, False], [False, True, False]])
+  w = tf.constant([[1.0, 0.0, 0.0], [0.0, 0.01, 0.0]])
+  grad = tf.constant([[50.0, -3.0, 0.1], [-7.0, 99.0, 2.0]])
+  new, _ = updaters.prune_and_grow(mask, w, tf.constant(1), tf.abs(grad))
+  # Prune w=0.01 at (1,1); its |grad| 99 is the largest among inactive
+  # candidates, so it comes back; the next best (-7) is not needed.
+  assert new.numpy().tolist() == [[True, False, False], [False, True, False]]
+  new, _ = updaters.prune_and_grow(mask, w, tf.constant(2), tf.abs(grad))
+  # k=2 prunes both; the top-2 |grad| inactive entries are 99 and 50.
+  assert new.numpy().tolist() == [[True, False, False], [False, True, False]]
+  grad = tf.constant([[0.0, -3.0, 0.1], [-7.0, 0.0, 2.0]])
+  new, _ = updaters.prune_and_grow(mask, w, tf.constant(1), tf.abs(grad))
+  assert new.numpy().tolist() == [[True, False, False], [True, False, False]]
+
+
+def test_pruned_and_regrown_weight_keeps_its_value():
+  mask = tf.constant([True, True, False])
+  w = tf.constant([0.3, 0.1, 0.0])
+  new, kept = updaters.prune_and_grow(mask, w, tf.constant(1),
+                                      tf.constant([0.0, 5.0, 1.0]))
+  assert new.numpy().tolist() == [True, True, False]
+  assert kept.numpy().tolist() == [True, True, False]
+
+
+@pytest.mark.parametrize("k", [0, 1, 7, 20])
+def test_prune_and_grow_keeps_exact_count(k):
+  rng = np.random.default_rng(k)
+  mask = tf.constant(rng.random((10, 8)) < 0.25)
+  n = int(tf.reduce_sum(tf.cast(mask, tf.int32)))
+  k = min(k, n)
+  w = tf.constant(rng.normal(size=(10, 8)).astype("float32")) * tf.cast(
+      mask, tf.float32)
+  new, _ = updaters.prune_and_grow(mask, w, tf.constant(k),
+                                   tf.random.uniform((10, 8)))
+  assert int(tf.reduce_sum(tf.cast(new, tf.int32))) == n
+  if k == 0:
+    assert (new.numpy() == mask.numpy()).all()
+
+
+def _train(model, steps, callbacks=(), batch=32, opt=None, jit=False):
+  x, y = toy_data()
+  if opt is None:
+    compile_sgd(model, jit=jit)
+  else:
+    model.compile(opt, keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True), jit_compile=jit)
+  ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).repeat()
+  model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0,
+            callbacks=list(callbacks))
+  return model
+
+
+class Probe(keras.callbacks.Callback):
+  """Records masks, unions and invariants after every batch."""
+
+  def __init__(self):
+    super().__init__()
+    self.records = []
+
+  def on_train_batch_end(self, batch, logs=None):
+    rec = {"step": int(self.model.optimizer.iterations.numpy()),
+           "rate": itop_tf.exploration_rate(self.model), "layers": []}
+    for _, sw in kernels(self.model):
+      m, w, u = sw.mask.numpy(), sw.weight.numpy(), sw.ever_active.numpy()
+      rec["layers"].append({"mask": m, "union": u, "count": sw.count,
+                            "active": int(m.sum()),
+                            "max_pruned": float(np.abs(w[~m]).max(initial=0))})
+    self.records.append(rec)
+
+
+def test_rate_starts_at_one_minus_sparsity():
+  model = sparse_mlp(sparsity=0.8)
+  assert itop_tf.exploration_rate(model) == pytest.approx(0.2, abs=1e-3)
+
+
+@pytest.mark.parametrize("grow", ["random", "gradient", "momentum"])
+def test_invariants_hold_after_every_step(grow):
+  model = sparse_mlp(sparsity=0.8, interval=3, grow=grow)
+  probe = Probe()
+  _train(model, 13, [itop_tf.ITOPCallback(), probe])
+  init = kernels(model)
+  for rec in probe.records:
+    for layer, (_, sw) in zip(rec["layers"], init):
+      assert layer["active"] == sw.count  # exact count, every step
+      assert layer["max_pruned"] == 0.0   # pruned weights exactly 0
+      assert not (layer["mask"] & ~layer["union"]).any()  # mask in union
+  for prev, cur in zip(probe.records, probe.records[1:]):
+    assert cur["rate"] >= prev["rate"]  # monotone union
+    for a, b in zip(prev["layers"], cur["layers"]):
+      assert not (a["union"] & ~b["union"]).any()
+  assert probe.records[-1]["rate"] > 0.2 + 0.01  # exploration happened
+
+
+def test_set_changes_masks_only_at_update_steps():
+  model = sparse_mlp(sparsity=0.8, interval=4)
+  probe = Probe()
+  _train(model, 12, [itop_tf.ITOPCallback(), probe])
+  changed = []
+  for prev, cur in zip(probe.records, probe.records[1:]):
+    diff = any((a["mask"] != b["mask"]).any()
+               for a, b in zip(prev["layers"], cur["layers"]))
+    changed.append((cur["step"], diff))
+  assert [s for s, d in changed if d] == [4, 8, 12]
+
+
+def test_zero_prune_fraction_is_static_sparse_training():
+  schedule = itop_tf.RegrowthSchedule(2, 100, initial_prune_fraction=0.0)
+  from conftest import mlp
+  model = itop_tf.sparsify(mlp(), 0.8, schedule=schedule)
+  before = [sw.mask.numpy().copy() for _, sw in kernels(model)]
+  _train(model, 10, [itop_tf.ITOPCallback()])
+  after = [sw.mask.numpy() for _, sw in kernels(model)]
+  assert all((a == b).all() for a, b in zip(before, after))
+  assert itop_tf.exploration_rate(model) == pytest.approx(0.2, abs=1e-3)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam", "legacy_sgd"])
+def test_grown_weights_start_at_zero_with_zeroed_slots(opt):
+  model = sparse_mlp(sparsity=0.7, interval=1000, total=2000)
+  optimizer = {"sgd": lambda: keras.optimizers.SGD(0.05, momentum=0.9),
+               "adam": lambda: keras.optimizers.Adam(0.01),
+               "legacy_sgd": lambda: keras.optimizers.legacy.SGD(
+                   0.05, momentum=0.9)}[opt]()
+  _train(model, 5, [itop_tf.ITOPCallback()], opt=optimizer)
+  updater = itop_tf.MaskUpdater(model)
+  pairs = kernels(model)
+  old = [sw.mask.numpy().copy() for _, sw in pairs]
+  old_w = [sw.weight.numpy().copy() for _, sw in pairs]
+  slots = [updaters.optimizer_slots(optimizer, sw.weight) for _, sw in pairs]
+  assert all(len(s) >= 1 for s in slots)
+  if opt == "adam":
+    assert all(len(s) == 2 for s in slots)
+  stats = updater.update(step=1000)
+  assert sum(stats["regrown"].values()) > 0
+  for (_, sw), m0, w0, sl in zip(pairs, old, old_w, slots):
+    m1, w1 = sw.mask.numpy(), sw.weight.numpy()
+    grown = m1 & ~m0
+    pruned = m0 & ~m1
+    kept = m0 & m1
+    assert grown.any() and pruned.any()
+    assert (w1[grown] == 0).all() and (w1[pruned] == 0).all()
+    np.testing.assert_array_equal(w1[kept], w0[kept])
+    for slot in sl:
+      v = slot.numpy()
+      assert (v[grown] == 0).all() and (v[pruned] == 0).all()
+      assert np.abs(v[kept]).sum() > 0  # kept state survives
+
+
+def test_pruned_weights_stay_zero_under_momentum_between_updates():
+  # Momentum would revive a pruned weight if its slot were not zeroed.
+  model = sparse_mlp(sparsity=0.7, interval=2, total=400)
+  probe = Probe()
+  _train(model, 9, [itop_tf.ITOPCallback(), probe],
+         opt=keras.optimizers.SGD(0.1, momentum=0.99, nesterov=True))
+  assert all(l["max_pruned"] == 0.0 for r in probe.records
+             for l in r["layers"])
+
+
+def test_dense_gradient_is_captured_only_before_updates():
+  model = sparse_mlp(sparsity=0.8, interval=5, grow="gradient")
+  _train(model, 3, [itop_tf.ITOPCallback()])
+  assert all(not sw.dense_grad.numpy().any() for _, sw in kernels(model))
+  model2 = sparse_mlp(sparsity=0.8, interval=5, grow="gradient")
+  updater = None
+
+  class Grab(keras.callbacks.Callback):
+    grads = None
+
+    def on_train_batch_end(self, batch, logs=None):
+      if int(self.model.optimizer.iterations.numpy()) == 5:
+        Grab.grads = [sw.dense_grad.numpy().copy()
+                      for _, sw in kernels(self.model)]
+
+  _train(model2, 5, [Grab(), itop_tf.ITOPCallback()])
+  del updater
+  # Dense: nonzero also where the mask is off.
+  for g, (_, sw) in zip(Grab.grads, kernels(model2)):
+    assert np.abs(g[~sw.mask.numpy()]).sum() > 0
+
+
+def test_custom_training_loop_with_mask_updater():
+  model = sparse_mlp(sparsity=0.8, interval=3, grow="gradient")
+  opt = keras.optimizers.SGD(0.05, momentum=0.9)
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  x, y = toy_data()
+
+  @tf.function(jit_compile=True)
+  def train_step(xb, yb):
+    with tf.GradientTape() as tape:
+      loss = loss_fn(yb, model(xb, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    opt.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+  updater = itop_tf.MaskUpdater(model, opt)
+  updater.initialize(0)
+  updates = []
+  for i in range(10):
+    updater.before_step()
+    train_step(x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16])
+    stats = updater.after_step()
+    if stats:
+      updates.append(stats["step"])
+  assert updates == [3, 6, 9]
+  for _, sw in kernels(model):
+    assert int(sw.mask.numpy().sum()) == sw.count
+    assert (sw.weight.numpy()[~sw.mask.numpy()] == 0).all()
+  assert itop_tf.exploration_rate(model) > 0.2
+
+
+def test_steps_per_execution_runs_overdue_update():
+  model = sparse_mlp(sparsity=0.8, interval=4)
+  x, y = toy_data()
+  model.compile(keras.optimizers.SGD(0.05), keras.losses.
+                SparseCategoricalCrossentropy(from_logits=True),
+                steps_per_execution=3)
+  cb = itop_tf.ITOPCallback()
+  model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[cb])
+  # 8 steps in calls of 3: updates due at 4 and 8 run at steps 6 and 8.
+  assert cb.updater.last_stats["step"] == 8
+  assert itop_tf.exploration_rate(model) > 0.2
