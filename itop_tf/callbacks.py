@@ -8,6 +8,7 @@ Example:
 import tensorflow as tf
 import tf_keras as keras
 
+from itop_tf import metrics
 from itop_tf import updaters
 
 
@@ -26,13 +27,18 @@ class ITOPCallback(keras.callbacks.Callback):
   Args:
     log_dir: directory for TensorBoard summaries; None writes none.
     jit_compile: compile the update with XLA (default True).
+    per_layer_logs: also put `itop_rate/<layer>`, `itop_density/<layer>` and
+      `itop_regrown/<layer>` (regrown in the last update) in the epoch logs,
+      and so in `History`. Off by default: it floods the progress bar of
+      large models.
 
   Raises:
     ValueError: at train begin, if the model has no itop_tf layers.
   """
 
-  def __init__(self, log_dir=None, jit_compile=True):
+  def __init__(self, log_dir=None, jit_compile=True, per_layer_logs=False):
     super().__init__()
+    self.per_layer_logs = per_layer_logs
     self.log_dir = log_dir
     self.jit_compile = jit_compile
     self.updater = None
@@ -73,8 +79,15 @@ class ITOPCallback(keras.callbacks.Callback):
       logs["itop_rate"] = self._rate
 
   def on_epoch_end(self, epoch, logs=None):
-    if logs is not None:
-      logs["itop_rate"] = self._rate
+    if logs is None:
+      return
+    logs["itop_rate"] = self._rate
+    if self.per_layer_logs:
+      last = self.updater.last_stats or {"regrown": {}}
+      for r in metrics.sparsity_report(self.model):
+        logs[f"itop_rate/{r['layer']}"] = r["exploration_rate"]
+        logs[f"itop_density/{r['layer']}"] = r["density"]
+        logs[f"itop_regrown/{r['layer']}"] = last["regrown"].get(r["layer"], 0)
 
   def on_train_end(self, logs=None):
     if self._writer is not None:
@@ -83,7 +96,6 @@ class ITOPCallback(keras.callbacks.Callback):
   def _write_state(self, step, stats):
     if self._writer is None:
       return
-    from itop_tf import metrics  # pylint: disable=g-import-not-at-top
     rows = metrics.sparsity_report(self.model)
     with self._writer.as_default(step=step):
       tf.summary.scalar("itop/exploration_rate", self._rate)

@@ -26,6 +26,7 @@ Example:
 16
 """
 
+import inspect
 import math
 
 import tensorflow as tf
@@ -320,7 +321,7 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     try:
       for sw, w in masked:
         object.__setattr__(sw.owner, sw.attr, w)
-      if "training" in pruning_wrapper.inspect.getfullargspec(
+      if "training" in inspect.getfullargspec(
           self.layer.call).args:
         kwargs["training"] = training
       return self.layer.call(inputs, **kwargs)

@@ -129,3 +129,18 @@ def test_tensorboard_scalars_are_written(tmp_path):
   rates = [float(tf.make_ndarray(e.tensor_proto))
            for e in acc.Tensors("itop/exploration_rate")]
   assert rates[0] == pytest.approx(0.2, abs=1e-3) and rates[-1] > rates[0]
+
+
+def test_per_layer_stats_in_epoch_logs():
+  model = compile_sgd(sparse_mlp(sparsity=0.8, interval=3))
+  x, y = toy_data()
+  history = model.fit(x, y, batch_size=32, epochs=2, verbose=0,
+                      callbacks=[itop_tf.ITOPCallback(per_layer_logs=True)])
+  h = history.history
+  assert h["itop_density/fc1"][-1] == pytest.approx(
+      kernels(model)[0][1].count / 512)
+  assert h["itop_rate/fc1"][-1] > h["itop_rate/fc1"][0] > 0
+  assert h["itop_regrown/fc2"][-1] > 0
+  assert "itop_rate/fc1" not in compile_sgd(sparse_mlp()).fit(
+      x, y, epochs=1, verbose=0,
+      callbacks=[itop_tf.ITOPCallback()]).history
