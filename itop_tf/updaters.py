@@ -208,6 +208,7 @@ class MaskUpdater:
         tf.function(_compute_update.python_function))
     self.handled_step = None
     self.last_stats = None
+    self._armed = None
 
   @property
   def step(self):
@@ -254,6 +255,9 @@ class MaskUpdater:
     self._set_capture(arm)
 
   def _set_capture(self, value):
+    if value == self._armed:
+      return  # no per-step variable writes while nothing changes
+    self._armed = value
     with self._strategy.scope():
       for w in self.wrappers:
         if w.capture is not None:

@@ -249,3 +249,22 @@ def test_steps_per_execution_runs_overdue_update():
   # 8 steps in calls of 3: updates due at 4 and 8 run at steps 6 and 8.
   assert cb.updater.last_stats["step"] == 8
   assert itop_tf.exploration_rate(model) > 0.2
+
+
+def test_capture_flag_is_written_only_when_it_changes(monkeypatch):
+  model = compile_sgd(sparse_mlp(sparsity=0.8, interval=5, grow="gradient"))
+  updater = itop_tf.MaskUpdater(model)
+  updater.initialize(0)
+  writes = []
+  flag = updater.wrappers[0].capture
+  orig = type(flag).assign
+  monkeypatch.setattr(type(flag), "assign",
+                      lambda self, v, *a, **k: writes.append(bool(v)) or
+                      orig(self, v, *a, **k))
+  for step in range(0, 9):
+    updater.before_step(step)
+  # Off at step 0, armed for the step ending on update 5, off again after:
+  # 3 writes per wrapper in 9 steps (not 9).
+  n = len(updater.wrappers)
+  assert writes == [False] * n + [True] * n + [False] * n
+  assert not bool(flag.numpy())
