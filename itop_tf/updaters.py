@@ -228,9 +228,9 @@ class MaskUpdater:
       step: the optimizer step training starts (or resumes) from.
     """
     with self._strategy.scope():
+      for w in self.wrappers:
+        w.apply_masks()
       for _, _, sw in self.entries:
-        w = tf.convert_to_tensor(sw.weight)
-        sw.weight.assign(tf.where(sw.mask, w, tf.zeros_like(w)))
         for slot in optimizer_slots(self.optimizer, sw.weight):
           v = tf.convert_to_tensor(slot)
           slot.assign(tf.where(sw.mask, v, tf.zeros_like(v)))

@@ -82,7 +82,8 @@ def _plain_keras_can_jit_on_two_replicas():
   try:
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
   except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
-    return str(e).splitlines()[0][:160]
+    lines = [l for l in str(e).splitlines() if "Trying to access" in l]
+    return (lines or str(e).splitlines() or [""])[0].strip()[:200]
   return None
 
 
