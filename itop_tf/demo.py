@@ -1,6 +1,6 @@
 r"""Train a sparse MLP with RigL-ITOP on scikit-learn's digits (offline).
 
-A minute on two CPU cores; prints test accuracy and the ITOP rate R_s.
+About 10 s on two CPU cores; prints test accuracy and the ITOP rate R_s.
 
   python -m itop_tf.demo --sparsity=0.9 --grow=gradient --tensorboard_dir=logs/demo
 
