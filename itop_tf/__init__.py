@@ -24,6 +24,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 from itop_tf.callbacks import ITOPCallback
 from itop_tf.distributions import layer_counts
 from itop_tf.distributions import layer_densities
+from itop_tf.flops import forward_flops
+from itop_tf.flops import training_flops
+from itop_tf.flops import training_flops_ratio
 from itop_tf.metrics import exploration_rate
 from itop_tf.metrics import format_report
 from itop_tf.metrics import sparsity_report
@@ -39,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ITOPCallback", "MaskUpdater", "PruneAndRegrow", "RegrowthSchedule",
-    "custom_objects", "exploration_rate", "format_report", "layer_counts",
-    "layer_densities", "scope", "sparsify", "sparsity_report", "strip",
+    "custom_objects", "exploration_rate", "format_report", "forward_flops",
+    "layer_counts", "layer_densities", "scope", "sparsify", "sparsity_report",
+    "strip", "training_flops", "training_flops_ratio",
 ]

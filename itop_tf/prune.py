@@ -49,11 +49,11 @@ def _check_model(model, what):
       f"{what} needs a tf_keras Model, got {type(model).__name__}.")
 
 
-def _walk(model):
+def leaf_layers(model):
   """Leaf layers of `model` in order, recursing into nested models."""
   for layer in model.layers:
     if isinstance(layer, keras.Model):
-      yield from _walk(layer)
+      yield from leaf_layers(layer)
     else:
       yield layer
 
@@ -153,7 +153,7 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
         "it an input shape (keras.Input) or call model.build(input_shape).")
   dense_layers = set(dense_layers or ())
   layer_densities = dict(layer_densities or {})
-  leaves = list(_walk(model))
+  leaves = list(leaf_layers(model))
   names = {l.name for l in leaves}
   unknown = (dense_layers | set(layer_densities)) - names
   if unknown:

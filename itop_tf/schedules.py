@@ -93,6 +93,12 @@ class RegrowthSchedule(pruning_schedule.PruningSchedule):
     """Exclusive upper bound of the steps that may be updates."""
     return self.end_step if self.end_step is not None else self.total_steps
 
+  @property
+  def num_updates(self):
+    """How many prune-and-regrow updates the whole schedule makes."""
+    last = min(self.last_step, self.total_steps + 1)
+    return max(0, (last - 1 - self.begin_step) // self.update_interval)
+
   def prune_fraction(self, step):
     """Cosine-decayed prune fraction at `step` (a Python float)."""
     span = self.total_steps - self.begin_step
