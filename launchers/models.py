@@ -1,0 +1,137 @@
+"""The paper's networks as tf_keras functional models (dense, unbuilt masks).
+
+- `resnet50`: ImageNet ResNet-50 (`keras.applications.ResNet50`, random init).
+- `resnet34_cifar`: ResNet-34 with the CIFAR stem (3x3 conv, stride 1, no
+  max-pool), bias-free convolutions and classifier, as in the ITOP code.
+- `vgg_c`: VGG-16 variant "C" of SNIP with BatchNorm: 1x1 convolutions (with
+  padding 1, as the official code has them) in the last three blocks and a
+  2048-512-512 classifier with BatchNorm instead of dropout.
+- `lenet_300_100`: the 784-300-100-10 MLP.
+- `small_cnn`: conv32-conv64 with max-pooling and a 128-unit dense layer, for
+  the offline Fashion-MNIST runs.
+
+Example:
+
+>>> model = build("vgg_c", input_shape=(32, 32, 3), num_classes=10)
+"""
+
+import tf_keras as keras
+
+layers = keras.layers
+
+
+def resnet50(input_shape, num_classes):
+  """ImageNet ResNet-50 (Keras Applications), randomly initialised."""
+  return keras.applications.ResNet50(
+      weights=None, input_shape=tuple(input_shape), classes=num_classes,
+      classifier_activation=None)
+
+
+def _conv_bn(x, filters, kernel, strides, name):
+  x = layers.Conv2D(filters, kernel, strides=strides, padding="same",
+                    use_bias=False, kernel_initializer="he_normal",
+                    name=name)(x)
+  return layers.BatchNormalization(epsilon=1e-5, momentum=0.9,
+                                   name=name + "_bn")(x)
+
+
+def resnet34_cifar(input_shape, num_classes):
+  """ResNet-34 (basic blocks 3-4-6-3) with the CIFAR stem."""
+  inputs = keras.Input(input_shape)
+  x = layers.ReLU()(_conv_bn(inputs, 64, 3, 1, "conv1"))
+  in_planes = 64
+  for stage, (planes, blocks, stride) in enumerate(
+      [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)], start=1):
+    for block in range(blocks):
+      s = stride if block == 0 else 1
+      name = f"layer{stage}_{block}"
+      out = layers.ReLU()(_conv_bn(x, planes, 3, s, name + "_conv1"))
+      out = _conv_bn(out, planes, 3, 1, name + "_conv2")
+      shortcut = x
+      if s != 1 or in_planes != planes:
+        shortcut = _conv_bn(x, planes, 1, s, name + "_shortcut")
+      x = layers.ReLU()(layers.Add()([out, shortcut]))
+      in_planes = planes
+  x = layers.GlobalAveragePooling2D()(x)
+  outputs = layers.Dense(num_classes, use_bias=False, name="classifier")(x)
+  return keras.Model(inputs, outputs, name="resnet34_cifar")
+
+
+# Channels, or (kernel size, channels); "M" is a 2x2 max-pool.
+_VGG_C = [64, 64, "M", 128, 128, "M", 256, 256, (1, 256), "M",
+          512, 512, (1, 512), "M", 512, 512, (1, 512), "M"]
+
+
+def vgg_c(input_shape, num_classes):
+  """VGG-16 "C" of SNIP/ITOP with BatchNorm (2048-512-512 classifier)."""
+  inputs = keras.Input(input_shape)
+  x = inputs
+  index = 0
+  for v in _VGG_C:
+    if v == "M":
+      x = layers.MaxPool2D(2)(x)
+      continue
+    kernel, filters = v if isinstance(v, tuple) else (3, v)
+    index += 1
+    # The official code pads every conv by 1, the 1x1 ones included.
+    x = layers.ZeroPadding2D(1)(x)
+    x = layers.Conv2D(filters, kernel, name=f"conv{index}")(x)
+    x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9)(x)
+    x = layers.ReLU()(x)
+  x = layers.Flatten()(x)
+  for i in (1, 2):
+    x = layers.Dense(512, activation="relu", name=f"fc{i}")(x)
+    x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9)(x)
+  outputs = layers.Dense(num_classes, name="fc3")(x)
+  return keras.Model(inputs, outputs, name="vgg_c")
+
+
+def lenet_300_100(input_shape, num_classes):
+  """The 300-100 MLP on flattened inputs."""
+  inputs = keras.Input(input_shape)
+  x = layers.Flatten()(inputs)
+  x = layers.Dense(300, activation="relu", name="fc1")(x)
+  x = layers.Dense(100, activation="relu", name="fc2")(x)
+  outputs = layers.Dense(num_classes, name="fc3")(x)
+  return keras.Model(inputs, outputs, name="lenet_300_100")
+
+
+def small_cnn(input_shape, num_classes):
+  """conv32 - pool - conv64 - pool - dense128 - classifier."""
+  inputs = keras.Input(input_shape)
+  x = layers.Conv2D(32, 3, activation="relu", name="conv1")(inputs)
+  x = layers.MaxPool2D(2)(x)
+  x = layers.Conv2D(64, 3, activation="relu", name="conv2")(x)
+  x = layers.MaxPool2D(2)(x)
+  x = layers.Flatten()(x)
+  x = layers.Dense(128, activation="relu", name="fc1")(x)
+  outputs = layers.Dense(num_classes, name="fc2")(x)
+  return keras.Model(inputs, outputs, name="small_cnn")
+
+
+MODELS = {
+    "resnet50": resnet50,
+    "resnet34_cifar": resnet34_cifar,
+    "vgg_c": vgg_c,
+    "lenet_300_100": lenet_300_100,
+    "small_cnn": small_cnn,
+}
+
+
+def build(name, input_shape, num_classes):
+  """Builds model `name` for inputs of `input_shape` (no batch dimension).
+
+  Args:
+    name: one of `MODELS`.
+    input_shape: e.g. (32, 32, 3).
+    num_classes: size of the classifier output (logits).
+
+  Returns:
+    A built, dense tf_keras functional model.
+
+  Raises:
+    ValueError: unknown model name.
+  """
+  if name not in MODELS:
+    raise ValueError(f"Unknown model {name!r}: use one of {sorted(MODELS)}.")
+  return MODELS[name](tuple(input_shape), int(num_classes))
