@@ -21,9 +21,9 @@ setuptools.setup(
         "numpy>=1.26,<3",
     ],
     extras_require={
-        "data": ["tensorflow-datasets==4.9.10"],
+        "data": ["tensorflow-datasets==4.9.10", "importlib_resources==7.1.0"],
         "test": ["pytest==9.0.3", "scikit-learn==1.9.1",
-                 "tensorflow-datasets==4.9.10"],
+                 "tensorflow-datasets==4.9.10", "importlib_resources==7.1.0"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",
