@@ -331,11 +331,15 @@ class CheckpointEverySteps(keras.callbacks.Callback):
     self.handler = handler
     self.every = every
 
+  def on_train_begin(self, logs=None):
+    # Read the step once; counting batches avoids a device sync every step.
+    self._step = int(self.model.optimizer.iterations.numpy())
+
   def on_train_batch_end(self, batch, logs=None):
-    step = int(self.model.optimizer.iterations.numpy())
-    self.handler.save_checkpoint_if_preempted(checkpoint_number=step)
-    if self.every and step % self.every == 0:
-      self.manager.save(checkpoint_number=step)
+    self._step += 1
+    self.handler.save_checkpoint_if_preempted(checkpoint_number=self._step)
+    if self.every and self._step % self.every == 0:
+      self.manager.save(checkpoint_number=self._step)
 
 
 def _preempted():

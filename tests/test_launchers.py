@@ -8,10 +8,10 @@ import sys
 
 from absl import app
 from absl import flags
-import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+import tf_keras as keras
 
 import itop_tf
 from launchers import common
@@ -112,6 +112,21 @@ def test_dense_method_trains_without_masks(tmp_path, fashion_data):
       f"--manual_dir={fashion_data[1]}")
   assert results["sparsity"] == 0 and results["exploration_rate"] == 1.0
   assert results["train_flops"] == 1.0 and "mask_digest" not in results
+
+
+@pytest.mark.parametrize("policy", ["float16", "bfloat16"])
+def test_mixed_precision_run_keeps_exact_sparsity(tmp_path, fashion_data,
+                                                  policy):
+  try:
+    results, _ = _run_in_process(
+        common.CIFAR, tmp_path, f"--mixed_precision={policy}",
+        "--dataset=fashion_mnist", "--model=lenet_300_100", "--epochs=1",
+        "--batch_size=64", "--update_interval=3", "--eval_every=0",
+        f"--data_dir={fashion_data[0]}", f"--manual_dir={fashion_data[1]}")
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  assert results["step"] == 16 and results["exploration_rate"] > 0.15
+  assert results["sparsity"] == pytest.approx(0.9, abs=1e-6)
 
 
 def test_batch_not_divisible_by_replicas_stops_before_training(tmp_path):
