@@ -365,7 +365,7 @@ def _worker_dir(f, strategy):
 def mask_digest(model):
   """sha256 of every mask and union, to compare runs and workers."""
   h = hashlib.sha256()
-  for wrapper in itop_tf.MaskUpdater(model).wrappers:
+  for wrapper in itop_tf.updaters.find_wrappers(model):
     for sw in wrapper.sparse_weights:
       h.update(np.packbits(sw.mask.numpy()).tobytes())
       h.update(np.packbits(sw.ever_active.numpy()).tobytes())
@@ -470,8 +470,7 @@ def train(f):
                    os.path.join(write_dir, "tensorboard"), update_freq="epoch")]
   if f.method != "dense":
     callbacks.insert(0, itop_tf.ITOPCallback(
-        log_dir=os.path.join(write_dir, "tensorboard", "itop"),
-        per_layer_logs=False))
+        log_dir=os.path.join(write_dir, "tensorboard", "itop")))
   eval_ds = datasets.make_eval_dataset(spec, builder, f.batch_size)
 
   def fit(first_step, epoch, steps, end_epoch):
@@ -499,8 +498,8 @@ def train(f):
 
   results = evaluate_and_report(f, model, eval_ds, multiplier, step)
   os.makedirs(write_dir, exist_ok=True)
-  with open(os.path.join(write_dir, "results.json"), "w") as f:
-    json.dump(results, f, indent=1)
+  with open(os.path.join(write_dir, "results.json"), "w") as out:
+    json.dump(results, out, indent=1)
   if not is_chief:
     shutil.rmtree(write_ckpt_dir, ignore_errors=True)
   print(summary_line(results))
