@@ -83,6 +83,22 @@ def test_train_stream_resumed_mid_epoch_sees_the_same_batches(fashion_data):
     np.testing.assert_array_equal(y0.numpy(), y1.numpy())
 
 
+def test_unaugmented_batches_are_the_normalised_examples_and_labels(
+    fashion_data):
+  spec = datasets.DATASETS["fashion_mnist"]
+  x, y = next(iter(_stream(fashion_data[0], 0)))
+  assert x.shape == (32, 28, 28, 1) and y.shape == (32, 10)
+  raw = fashion_mnist_offline.read_idx(
+      os.path.join(fashion_data[1], "train-images-idx3-ubyte.gz"))
+  raw_labels = fashion_mnist_offline.read_idx(
+      os.path.join(fashion_data[1], "train-labels-idx1-ubyte.gz"))
+  pixels = np.round((x.numpy()[..., 0] * spec.std[0] + spec.mean[0]) * 255)
+  for image, one_hot in zip(pixels, y.numpy()):
+    match = np.flatnonzero((raw == image).all(axis=(1, 2)))
+    assert len(match) >= 1
+    assert one_hot.sum() == 1 and one_hot[raw_labels[match[0]]] == 1
+
+
 def test_every_epoch_is_a_new_permutation_of_the_split(fashion_data):
   labels = _labels(_stream(fashion_data[0], 0), 96)
   epochs = labels.reshape(3, 32 * 32)
