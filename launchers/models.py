@@ -1,6 +1,8 @@
 """The paper's networks as tf_keras functional models (dense, unbuilt masks).
 
 - `resnet50`: ImageNet ResNet-50 (`keras.applications.ResNet50`, random init).
+- `resnet20_cifar`: He et al.'s CIFAR ResNet-20 (16-32-64 channels, 0.27M
+  parameters), with 1x1 projection shortcuts; the benchmarks' small network.
 - `resnet34_cifar`: ResNet-34 with the CIFAR stem (3x3 conv, stride 1, no
   max-pool), bias-free convolutions and classifier, as in the ITOP code.
 - `vgg_c`: VGG-16 variant "C" of SNIP with BatchNorm: 1x1 convolutions (with
@@ -35,26 +37,38 @@ def _conv_bn(x, filters, kernel, strides, name):
                                    name=name + "_bn")(x)
 
 
-def resnet34_cifar(input_shape, num_classes):
-  """ResNet-34 (basic blocks 3-4-6-3) with the CIFAR stem."""
+def _basic_resnet(input_shape, num_classes, stages, name):
+  """CIFAR-stem ResNet of basic blocks; stages: [(planes, blocks, stride)]."""
   inputs = keras.Input(input_shape)
-  x = layers.ReLU()(_conv_bn(inputs, 64, 3, 1, "conv1"))
-  in_planes = 64
-  for stage, (planes, blocks, stride) in enumerate(
-      [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)], start=1):
+  in_planes = stages[0][0]
+  x = layers.ReLU()(_conv_bn(inputs, in_planes, 3, 1, "conv1"))
+  for stage, (planes, blocks, stride) in enumerate(stages, start=1):
     for block in range(blocks):
       s = stride if block == 0 else 1
-      name = f"layer{stage}_{block}"
-      out = layers.ReLU()(_conv_bn(x, planes, 3, s, name + "_conv1"))
-      out = _conv_bn(out, planes, 3, 1, name + "_conv2")
+      prefix = f"layer{stage}_{block}"
+      out = layers.ReLU()(_conv_bn(x, planes, 3, s, prefix + "_conv1"))
+      out = _conv_bn(out, planes, 3, 1, prefix + "_conv2")
       shortcut = x
       if s != 1 or in_planes != planes:
-        shortcut = _conv_bn(x, planes, 1, s, name + "_shortcut")
+        shortcut = _conv_bn(x, planes, 1, s, prefix + "_shortcut")
       x = layers.ReLU()(layers.Add()([out, shortcut]))
       in_planes = planes
   x = layers.GlobalAveragePooling2D()(x)
   outputs = layers.Dense(num_classes, use_bias=False, name="classifier")(x)
-  return keras.Model(inputs, outputs, name="resnet34_cifar")
+  return keras.Model(inputs, outputs, name=name)
+
+
+def resnet20_cifar(input_shape, num_classes):
+  """ResNet-20 (3 stages of 3 basic blocks, 16-32-64 channels)."""
+  return _basic_resnet(input_shape, num_classes,
+                       [(16, 3, 1), (32, 3, 2), (64, 3, 2)], "resnet20_cifar")
+
+
+def resnet34_cifar(input_shape, num_classes):
+  """ResNet-34 (basic blocks 3-4-6-3) with the CIFAR stem."""
+  return _basic_resnet(input_shape, num_classes,
+                       [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)],
+                       "resnet34_cifar")
 
 
 # Channels, or (kernel size, channels); "M" is a 2x2 max-pool.
@@ -111,6 +125,7 @@ def small_cnn(input_shape, num_classes):
 
 MODELS = {
     "resnet50": resnet50,
+    "resnet20_cifar": resnet20_cifar,
     "resnet34_cifar": resnet34_cifar,
     "vgg_c": vgg_c,
     "lenet_300_100": lenet_300_100,
