@@ -1,0 +1,175 @@
+r"""Memory of training with itop_tf against dense Keras and TF-MOT.
+
+Two measures for each variant (see `benchmarks/harness.py`) of a network:
+
+1. State: the bytes of every model and optimizer variable. What a variant
+   adds over dense, divided by the number of weights in its sparse kernels,
+   is its extra bytes per weight; the table also gives it in float32
+   equivalents (bytes / 4). itop_tf keeps a bool mask and a bool union per
+   weight (2 bytes) and, for RigL, the captured dense gradient in the weight's
+   dtype (4 bytes for float32): 1.5 float32 equivalents. TF-MOT keeps a
+   float32 mask (1).
+2. Peak: each variant trains --steps steps in a fresh process; the peak is
+   the GPU allocator's peak (`tf.config.experimental.get_memory_info`) on a
+   GPU, else the process's peak resident memory (`ru_maxrss`), which also
+   holds the TF runtime, XLA's compiler and the input batch, so only the
+   difference to dense means something, and only roughly.
+
+  python benchmarks/memory.py
+  python benchmarks/memory.py --models=resnet20 --steps=5
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import itop_tf
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import harness
+
+
+def define_flags(flag_values=flags.FLAGS):
+  """Defines the benchmark's flags on `flag_values`."""
+
+  harness.define_network_flags(flag_values)
+  define = harness.flag_definer(flag_values)
+  define("float", "sparsity", 0.9, "Sparsity.")
+  define("integer", "steps", 3, "Training steps of the peak measurement "
+         "(0 skips it).")
+  define("string", "child", None, "Internal: measure one variant "
+         "(model:variant) and print its peak as JSON.")
+
+  flags.register_validator("steps", lambda n: n >= 0,
+                           "--steps must be >= 0.", flag_values=flag_values)
+
+
+def _variant(name, kind, f, grow="gradient"):
+  build, _ = harness.network(name, f)
+  return harness.make_variant(kind, build, sparsity=f.sparsity, grow=grow,
+                              update_interval=max(f.steps, 1))
+
+
+def _bytes(variables):
+  seen, total = set(), 0
+  for v in variables:
+    if id(v) in seen:
+      continue
+    seen.add(id(v))
+    total += int(np.prod(v.shape)) * tf.as_dtype(v.dtype).size
+  return total
+
+
+def state_bytes(variant):
+  """Bytes of all model and optimizer variables of a `Variant`."""
+  model = variant.model
+  return _bytes(list(model.variables) + list(model.optimizer.variables()))
+
+
+def sparse_weight_count(variant):
+  """Entries of the kernels a sparse variant masks (0 for dense)."""
+  if variant.kind == "itop":
+    return sum(sw.size for w in itop_tf.updaters.find_wrappers(variant.model)
+               for sw in w.sparse_weights)
+  if variant.kind == "tfmot":
+    return sum(int(np.prod(v.shape)) for layer in variant.model.submodules
+               for v, _, _ in getattr(layer, "pruning_vars", []))
+  return 0
+
+
+def state_rows(name, f):
+  """Extra state per sparse weight of every sparse variant over dense."""
+  variants = [("dense", _variant(name, "dense", f)),
+              ("tfmot", _variant(name, "tfmot", f)),
+              ("itop (RigL)", _variant(name, "itop", f, "gradient")),
+              ("itop (SET)", _variant(name, "itop", f, "random"))]
+  dense = state_bytes(variants[0][1])
+  rows = []
+  for label, v in variants:
+    total = state_bytes(v)
+    n = sparse_weight_count(v)
+    extra = (total - dense) / n if n else 0.0
+    rows.append({"model": name, "variant": label, "state_mib": total / 2**20,
+                 "sparse_weights": n, "extra_bytes_per_weight": extra,
+                 "extra_float32_per_weight": extra / 4})
+  return rows
+
+
+def peak_bytes():
+  """Peak memory so far: the GPU allocator's on a GPU, else the RSS peak."""
+  if tf.config.list_physical_devices("GPU"):
+    return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def child(spec, f):
+  """Trains one variant for --steps steps; returns its peak bytes."""
+  name, kind = spec.split(":")
+  variant = _variant(name, kind, f)
+  _, batch = harness.network(name, f)
+  harness.StepTimer(variant, batch).run(f.steps)
+  return peak_bytes()
+
+
+def peak_rows(name, f):
+  """Peak of every variant, each trained in a fresh process."""
+  rows, dense = [], None
+  for kind in harness.VARIANTS:
+    args = [sys.executable, os.path.abspath(__file__),
+            f"--child={name}:{kind}", f"--steps={f.steps}",
+            f"--sparsity={f.sparsity}", f"--batch_size={f.batch_size}",
+            f"--resnet50_batch_size={f.resnet50_batch_size}",
+            f"--image_size={f.image_size}"]
+    out = subprocess.run(args, check=True, capture_output=True, text=True)
+    peak = json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"]
+    dense = peak if dense is None else dense
+    rows.append({"model": name, "variant": kind, "peak_mib": peak / 2**20,
+                 "over_dense_mib": (peak - dense) / 2**20})
+  return rows
+
+
+def run(f):
+  """Measures every network of --models; prints and returns the rows."""
+  state, peaks = [], []
+  for name in f.models:
+    state += state_rows(name, f)
+    if f.steps:
+      peaks += peak_rows(name, f)
+  where = "GPU allocator peak" if tf.config.list_physical_devices(
+      "GPU") else "process peak RSS"
+  print(f"machine: {harness.machine()}; sparsity={f.sparsity}")
+  print("| model | variant | model + optimizer state (MiB) | sparse weights "
+        "| extra bytes / weight | extra float32 / weight |")
+  print("|---|---|---|---|---|---|")
+  for r in state:
+    print(f"| {r['model']} | {r['variant']} | {r['state_mib']:.1f} | "
+          f"{r['sparse_weights'] / 1e6:.2f}M | "
+          f"{r['extra_bytes_per_weight']:.2f} | "
+          f"{r['extra_float32_per_weight']:.2f} |")
+  if peaks:
+    print(f"\n| model | variant | peak, {where} (MiB) | over dense (MiB) |")
+    print("|---|---|---|---|")
+    for r in peaks:
+      print(f"| {r['model']} | {r['variant']} | {r['peak_mib']:.0f} | "
+            f"{r['over_dense_mib']:+.0f} |")
+  return state, peaks
+
+
+def run_or_child(f):
+  """Runs the benchmark, or with --child one variant's peak measurement."""
+  if f.child:
+    print(json.dumps({"peak_bytes": child(f.child, f)}))
+    return None
+  return run(f)
+
+
+if __name__ == "__main__":
+  harness.main(define_flags, run_or_child)

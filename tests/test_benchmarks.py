@@ -1,0 +1,192 @@
+"""Benchmark and reproduction scripts: smoke runs, labels and accounting."""
+
+import os
+
+from absl import flags
+import numpy as np
+import pytest
+import tf_keras as keras
+
+import itop_tf
+from benchmarks import harness
+from benchmarks import mask_update
+from benchmarks import memory
+from benchmarks import reproduce
+from benchmarks import step_overhead
+
+
+def parse(module, *args):
+  fv = flags.FlagValues()
+  module.define_flags(fv)
+  fv(["prog", *args])
+  return fv
+
+
+def tiny_cnn():
+  inputs = keras.Input((8, 8, 3))
+  x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+  x = keras.layers.Flatten()(x)
+  return keras.Model(inputs, keras.layers.Dense(4, name="fc")(x))
+
+
+@pytest.mark.parametrize("kind", ["tfmot", "itop"])
+def test_step_timer_labels_the_step_that_updates_the_masks(kind):
+  variant = harness.make_variant(kind, tiny_cnn, sparsity=0.75,
+                                 update_interval=3)
+  timer = harness.StepTimer(variant, batch_size=4)
+  layer = variant.model.get_layer(index=1)
+  mask = (layer.pruning_vars[0][1] if kind == "tfmot"
+          else layer.sparse_weights[0].mask)
+  labels, changes = [], []
+  before = mask.numpy().astype(bool)
+  for _ in range(6):
+    (seconds, update), = timer.run(1)
+    assert seconds > 0
+    after = mask.numpy().astype(bool)
+    labels.append(update)
+    changes.append(bool((after != before).any()))
+    before = after
+  # Updates in or after the steps that reach optimizer steps 3 and 6.
+  assert labels == [False, False, True, False, False, True]
+  if kind == "itop":
+    assert changes == labels
+  else:
+    # TF-MOT takes the all-ones mask to 25% at the first; the second
+    # recomputes it from the magnitudes (it may keep it).
+    assert changes[2] and not any(changes[:2] + changes[3:5])
+    assert before.mean() == pytest.approx(0.25, abs=0.02)
+
+
+def test_make_variant_rejects_an_unknown_kind():
+  with pytest.raises(ValueError, match="Unknown variant 'sparse'"):
+    harness.make_variant("sparse", tiny_cnn)
+
+
+def test_step_overhead_smoke_reports_ratios_to_dense(capsys):
+  fv = parse(step_overhead, "--models=resnet20", "--batch_size=2",
+             "--steps=2", "--rounds=1", "--update_intervals=1,100")
+  rows = step_overhead.run(fv)
+  by = {r["variant"]: r for r in rows}
+  assert set(by) == {"dense", "tfmot", "itop"}
+  assert by["dense"]["ratio_dt100"] == 1.0
+  for r in rows:
+    # Amortizing over Delta T = 1 charges the whole update step every step.
+    expected = r["update_step_s"] / by["dense"]["plain_s"]
+    assert r["ratio_dt1"] == pytest.approx(expected)
+  out = capsys.readouterr().out
+  assert "resnet20 ΔT=100: itop_tf" in out and "itop_tf / TF-MOT" in out
+
+
+def test_step_overhead_rejects_unknown_models():
+  with pytest.raises(flags.IllegalFlagValueError, match="--models must be some of"):
+    parse(step_overhead, "--models=vgg")
+
+
+def test_mask_update_smoke_keeps_exact_counts():
+  fv = parse(mask_update, "--params=0.05", "--noresnet50", "--repeats=1",
+             "--steps=1", "--mlp_batch_size=8")
+  row, = mask_update.run(fv)
+  assert row["sparse_weights"] == 1024 * 1024 + 1024 * 10
+  assert row["update_xla_s"] > 0 and row["update_graph_s"] > 0
+  assert row["update_over_step"] == pytest.approx(
+      row["update_xla_s"] / row["step_s"])
+
+
+def test_mask_update_mlp_has_the_requested_size():
+  model = mask_update.mlp(5)()
+  kernels = [l.kernel for l in model.layers if hasattr(l, "kernel")]
+  assert len(kernels) == 6  # 5 hidden layers of 1024 x 1024, then logits
+  assert sum(np.prod(k.shape) for k in kernels) == pytest.approx(5.25e6,
+                                                                 rel=0.01)
+
+
+def test_memory_state_accounting_per_sparse_weight():
+  fv = parse(memory, "--models=resnet20", "--steps=0")
+  rows = {r["variant"]: r for r in memory.state_rows("resnet20", fv)}
+  # Bool mask + bool union (+ float32 dense gradient for RigL), plus a few
+  # scalars per layer; TF-MOT: a float32 mask.
+  assert rows["itop (SET)"]["extra_bytes_per_weight"] == pytest.approx(
+      2.0, abs=0.01)
+  assert rows["itop (RigL)"]["extra_float32_per_weight"] == pytest.approx(
+      1.5, abs=0.01)
+  assert rows["tfmot"]["extra_bytes_per_weight"] == pytest.approx(4.0,
+                                                                  abs=0.01)
+  assert rows["itop (RigL)"]["sparse_weights"] == (
+      rows["tfmot"]["sparse_weights"])
+
+
+def test_memory_peak_runs_each_variant_in_its_own_process():
+  fv = parse(memory, "--models=resnet20", "--steps=1", "--batch_size=2")
+  rows = memory.peak_rows("resnet20", fv)
+  assert [r["variant"] for r in rows] == list(harness.VARIANTS)
+  assert all(r["peak_mib"] > 100 for r in rows)  # a TF process, at least
+  assert rows[0]["over_dense_mib"] == 0
+
+
+def test_reproduce_smoke_writes_table_and_plots(tmp_path, fashion_data):
+  data_dir, manual = fashion_data
+  args = ["--models=lenet_300_100:2", "--sparsities=0.9",
+          "--methods=dense,rigl,set_itop", "--seeds=0",
+          "--itop_update_interval=2", f"--data_dir={data_dir}",
+          f"--manual_dir={manual}", f"--work_dir={tmp_path / 'runs'}",
+          f"--out={tmp_path / 'docs'}"]
+  rows = reproduce.run(parse(reproduce, *args))
+  assert [r["method"] for r in rows] == ["dense", "rigl", "set_itop"]
+  for name in ("reproduction_table.md", "reproduction.json",
+               "reproduction_rate.png", "reproduction_accuracy.png"):
+    assert os.path.getsize(tmp_path / "docs" / name) > 0
+  table = (tmp_path / "docs" / "reproduction_table.md").read_text()
+  assert "| lenet_300_100 | 0.9 | set_itop | 2 |" in table
+
+  by = {r["method"]: r for r in rows}
+  assert by["dense"]["exploration_rate"] == 1.0
+  # 1024 examples / 128 = 8 steps per epoch, 16 steps: RigL updates once a
+  # epoch until 75% (step 8); SET-ITOP every 2 steps until the end (no
+  # update at the last step, 16).
+  curve = reproduce.read_rate_curve(
+      str(tmp_path / "runs" / "lenet_300_100_set_itop_0.9_seed0" /
+          "tensorboard" / "itop"))
+  steps = [s for s, _ in curve]
+  rates = [r for _, r in curve]
+  assert steps == list(range(0, 16, 2))
+  assert rates[0] == pytest.approx(0.1, abs=1e-3)
+  assert all(b >= a for a, b in zip(rates, rates[1:])) and rates[-1] > 0.15
+  assert rates[-1] == pytest.approx(by["set_itop"]["exploration_rate"])
+  assert 0.1 < by["rigl"]["exploration_rate"] < rates[-1]
+
+  # A second call reuses the finished runs instead of training again.
+  for path in (tmp_path / "runs").glob("*/checkpoints/*"):
+    path.unlink()
+  again = reproduce.run(parse(reproduce, *args))
+  assert again == rows
+  assert not list((tmp_path / "runs").glob("*/checkpoints/*"))
+
+
+def test_reproduce_method_flags_stop_rigl_at_three_quarters():
+  fv = parse(reproduce, "--itop_update_interval=50", "--itop_multiplier=2")
+  assert reproduce.method_flags("rigl", 100, 4, fv) == [
+      "--method=rigl", "--update_interval=100", "--end_step=300"]
+  assert reproduce.method_flags("set", 100, 4, fv)[-1] == "--end_step=0"
+  assert reproduce.method_flags("rigl_itop", 100, 4, fv) == [
+      "--method=rigl", "--update_interval=50", "--end_step=0",
+      "--multiplier=2"]
+
+
+def test_reproduce_rejects_bad_model_entries():
+  with pytest.raises(flags.IllegalFlagValueError, match="small_cnn:EPOCHS"):
+    parse(reproduce, "--models=small_cnn")
+
+
+def test_sparsify_is_what_the_benchmarks_time():
+  variant = harness.make_variant("itop", tiny_cnn, sparsity=0.75)
+  assert [type(w) for w in itop_tf.updaters.find_wrappers(variant.model)] == [
+      itop_tf.PruneAndRegrow] * 2
+
+
+def test_resnet20_is_the_027m_parameter_cifar_network():
+  from launchers import models  # pylint: disable=g-import-not-at-top
+  model = models.build("resnet20_cifar", (32, 32, 3), 10)
+  assert model.output_shape == (None, 10)
+  assert 0.26e6 < model.count_params() < 0.28e6
+  convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+  assert len(convs) == 19 + 2  # 19 3x3 convs and 2 projection shortcuts
