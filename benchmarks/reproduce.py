@@ -210,6 +210,57 @@ def markdown_table(rows):
   return "\n".join(lines)
 
 
+def _spearman(x, y):
+  """Spearman rank correlation of two sequences (ties broken by order)."""
+  rx = np.argsort(np.argsort(x, kind="stable"), kind="stable")
+  ry = np.argsort(np.argsort(y, kind="stable"), kind="stable")
+  if len(x) < 3 or rx.std() == 0 or ry.std() == 0:
+    return float("nan")
+  return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def claims(results, rows):
+  """The paper's three claims, checked per (model, sparsity).
+
+  Returns:
+    Markdown lines: (1) R_s order static < SET/RigL < their ITOP versions;
+    (2) Spearman correlation of accuracy and final R_s over the sparse runs;
+    (3) RigL-ITOP accuracy minus dense accuracy, and whether it is within
+    one (dense) standard deviation.
+  """
+  lines = ["| model | sparsity | R_s: static < SET, RigL < ITOP | Spearman("
+           "accuracy, R_s) over sparse runs | RigL-ITOP - dense (points) |",
+           "|---|---|---|---|---|"]
+  by = {(r["model"], r["sparsity"], r["method"]): r for r in rows}
+  for model in dict.fromkeys(r["model"] for r in rows):
+    dense = by.get((model, 0.0, "dense"))
+    for sparsity in sorted({r["sparsity"] for r in rows
+                            if r["model"] == model and r["sparsity"]}):
+      rate = {m: by[(model, sparsity, m)]["exploration_rate"]
+              for m in METHODS if (model, sparsity, m) in by}
+      order = "n/a"
+      if {"static", "set", "rigl", "set_itop", "rigl_itop"} <= set(rate):
+        ok = (rate["static"] < min(rate["set"], rate["rigl"])
+              and rate["set"] < rate["set_itop"]
+              and rate["rigl"] < rate["rigl_itop"])
+        order = "yes" if ok else "no"
+      runs = [r for r in results if r["model"] == model
+              and r["sparsity_target"] == sparsity and r["method"] != "dense"]
+      rho = _spearman([r["exploration_rate"] for r in runs],
+                      [r["test_accuracy"] for r in runs])
+      gap = "n/a"
+      itop = by.get((model, sparsity, "rigl_itop"))
+      if itop and dense:
+        diff = 100 * (itop["accuracy_mean"] - dense["accuracy_mean"])
+        within = abs(diff) <= 100 * max(dense["accuracy_std"],
+                                        itop["accuracy_std"])
+        gap = f"{diff:+.2f} ({'within' if within else 'beyond'} 1 std)"
+      rho = "n/a" if np.isnan(rho) else f"{rho:+.2f}"
+      lines.append(f"| {model} | {sparsity:g} | {order} | {rho} "
+                   f"({len(runs)} runs) | {gap} |")
+  return lines
+
+
 def plot(results, rows, out):
   """Writes reproduction_rate.png and reproduction_accuracy.png to out."""
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -305,10 +356,13 @@ def run(f):
   table = markdown_table(rows)
   with open(os.path.join(f.out, "reproduction.json"), "w") as out:
     json.dump({"rows": rows, "runs": results}, out, indent=1)
+  checks = "\n".join(claims(results, rows))
   with open(os.path.join(f.out, "reproduction_table.md"), "w") as out:
-    out.write(table + "\n")
+    out.write(table + "\n\n" + checks + "\n")
   paths = plot(results, rows, f.out)
   print(table)
+  print()
+  print(checks)
   print("wrote", ", ".join(paths))
   return rows
 

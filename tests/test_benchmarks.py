@@ -137,6 +137,8 @@ def test_reproduce_smoke_writes_table_and_plots(tmp_path, fashion_data):
     assert os.path.getsize(tmp_path / "docs" / name) > 0
   table = (tmp_path / "docs" / "reproduction_table.md").read_text()
   assert "| lenet_300_100 | 0.9 | set_itop | 2 |" in table
+  # Too few methods to check the R_s order; the correlation is over 2 runs.
+  assert "| lenet_300_100 | 0.9 | n/a | n/a (2 runs) | n/a |" in table
 
   by = {r["method"]: r for r in rows}
   assert by["dense"]["exploration_rate"] == 1.0
@@ -190,3 +192,21 @@ def test_resnet20_is_the_027m_parameter_cifar_network():
   assert 0.26e6 < model.count_params() < 0.28e6
   convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
   assert len(convs) == 19 + 2  # 19 3x3 convs and 2 projection shortcuts
+
+
+def test_claims_check_order_correlation_and_gap_to_dense():
+  def run(method, rate, acc, seed=0):
+    return {"model": "m", "sparsity_target": 0.0 if method == "dense" else 0.9,
+            "method": method, "exploration_rate": rate, "test_accuracy": acc,
+            "seed": seed, "epochs": 1, "multiplier": 1, "train_flops": 1.0}
+  results = [run("dense", 1.0, 0.90), run("dense", 1.0, 0.92, 1)]
+  for i, m in enumerate(["static", "set", "rigl", "set_itop", "rigl_itop"]):
+    results.append(run(m, 0.1 + 0.1 * i, 0.80 + 0.02 * i))
+  rows = reproduce.aggregate(results)
+  lines = reproduce.claims(results, rows)
+  # R_s in the expected order, accuracy rising with it, RigL-ITOP at 0.88
+  # against dense 0.91 +- 0.01.
+  assert lines[2] == "| m | 0.9 | yes | +1.00 (5 runs) | -3.00 (beyond 1 std) |"
+  results[3]["exploration_rate"] = 0.05  # SET below static
+  lines = reproduce.claims(results, reproduce.aggregate(results))
+  assert "| m | 0.9 | no | +0.90 (5 runs) |" in lines[2]
