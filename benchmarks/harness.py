@@ -114,7 +114,7 @@ class Variant:
 
 def make_variant(kind, build: Callable[[], keras.Model], sparsity=0.9,
                  update_interval=100, grow="gradient", jit_compile=True,
-                 total_steps=10**6, seed=0):
+                 total_steps=10**6, seed=0, update_jit_compile=True):
   """Builds, sparsifies (per `kind`) and compiles a fresh model.
 
   Args:
@@ -127,6 +127,7 @@ def make_variant(kind, build: Callable[[], keras.Model], sparsity=0.9,
     total_steps: the itop_tf schedule's horizon (the prune fraction stays
       near its initial 0.5 over a benchmark's few hundred steps).
     seed: Keras seed for weights and masks.
+    update_jit_compile: compile itop_tf's mask update with XLA.
 
   Returns:
     A `Variant`.
@@ -150,7 +151,7 @@ def make_variant(kind, build: Callable[[], keras.Model], sparsity=0.9,
         model, sparsity=sparsity, grow=grow, seed=seed,
         schedule=itop_tf.RegrowthSchedule(update_interval=update_interval,
                                           total_steps=total_steps))
-    callbacks.append(itop_tf.ITOPCallback())
+    callbacks.append(itop_tf.ITOPCallback(jit_compile=update_jit_compile))
   model.compile(
       keras.optimizers.SGD(0.01, momentum=0.9),
       keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -45,6 +45,8 @@ def define_flags(flag_values=flags.FLAGS):
   define("float", "sparsity", 0.9, "Sparsity.")
   define("integer", "steps", 3, "Training steps of the peak measurement "
          "(0 skips it).")
+  define("bool", "update_jit", True, "Compile itop_tf's mask update with "
+         "XLA (the peak of --noupdate_jit is that of the graph-mode update).")
   define("string", "child", None, "Internal: measure one variant "
          "(model:variant) and print its peak as JSON.")
 
@@ -55,7 +57,8 @@ def define_flags(flag_values=flags.FLAGS):
 def _variant(name, kind, f, grow="gradient"):
   build, _ = harness.network(name, f)
   return harness.make_variant(kind, build, sparsity=f.sparsity, grow=grow,
-                              update_interval=max(f.steps, 1))
+                              update_interval=max(f.steps, 1),
+                              update_jit_compile=f.update_jit)
 
 
 def _bytes(variables):
@@ -127,7 +130,8 @@ def peak_rows(name, f):
             f"--child={name}:{kind}", f"--steps={f.steps}",
             f"--sparsity={f.sparsity}", f"--batch_size={f.batch_size}",
             f"--resnet50_batch_size={f.resnet50_batch_size}",
-            f"--image_size={f.image_size}"]
+            f"--image_size={f.image_size}",
+            "--update_jit" if f.update_jit else "--noupdate_jit"]
     out = subprocess.run(args, check=True, capture_output=True, text=True)
     peak = json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"]
     dense = peak if dense is None else dense

@@ -20,11 +20,12 @@ Finished runs are kept under --work_dir (results.json per run) and skipped on
 a second invocation, so an interrupted reproduction continues where it
 stopped; a run killed mid-way resumes from its checkpoint.
 
-  python benchmarks/reproduce.py                 # about 50 minutes on 2 CPUs
+  python benchmarks/reproduce.py                 # 60-80 minutes on 2 CPUs
   python benchmarks/reproduce.py --models=lenet_300_100:5 --seeds=0
 
-The default budget (LeNet-300-100 for 5 epochs, the small CNN for 2) fits the
-60-minute limit on 2 CPU cores; the paper trains for 250 epochs.
+The default budget trains LeNet-300-100 for 5 epochs and the small CNN for 2.
+The paper trains for 250. On 2 CPU cores the grid took 77 minutes
+(docs/reproduction.md), about 60 when no run is slowed by the machine.
 """
 
 import collections
