@@ -137,7 +137,9 @@ def make_variant(kind, build: Callable[[], keras.Model], sparsity=0.9,
   """
   if kind not in VARIANTS:
     raise ValueError(f"Unknown variant {kind!r}: use one of {VARIANTS}.")
-  keras.utils.set_random_seed(seed)
+  # seed + 1, as the launchers do: a global TF seed of 0 breaks tf.data
+  # shuffles with tensor seeds (the launchers' pipelines) later in the process.
+  keras.utils.set_random_seed(seed + 1)
   model = build()
   callbacks = []
   if kind == "tfmot":
