@@ -36,6 +36,9 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
+from launchers import common
+from launchers import models
+
 VARIANTS = ("dense", "tfmot", "itop")
 
 NETWORKS = {
@@ -45,19 +48,9 @@ NETWORKS = {
 }
 
 
-def flag_definer(flag_values):
-  """`define(kind, name, default, help_text, *args)` on `flag_values`."""
-
-  def define(kind, name, default, help_text, *args):
-    getattr(flags, "DEFINE_" + kind)(name, default, *args, help_text,
-                                     flag_values=flag_values)
-
-  return define
-
-
 def define_network_flags(flag_values):
   """--models, --batch_size, --resnet50_batch_size, --image_size."""
-  define = flag_definer(flag_values)
+  define = common.flag_definer(flag_values)
   define("list", "models", ["resnet20", "resnet50"],
          f"Networks, of {sorted(NETWORKS)}.")
   define("integer", "batch_size", 128, "ResNet-20 batch size.")
@@ -71,7 +64,6 @@ def define_network_flags(flag_values):
 
 def network(name, f):
   """(build function, batch size) of network `name` under flags `f`."""
-  from launchers import models  # pylint: disable=g-import-not-at-top
   model_name, shape, classes = NETWORKS[name]
   shape = shape(f.image_size)
   batch = f.resnet50_batch_size if name == "resnet50" else f.batch_size

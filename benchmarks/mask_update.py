@@ -25,6 +25,7 @@ import numpy as np
 import tf_keras as keras
 
 from benchmarks import harness
+from launchers import common
 from launchers import models
 
 WIDTH = 1024
@@ -33,7 +34,7 @@ WIDTH = 1024
 def define_flags(flag_values=flags.FLAGS):
   """Defines the benchmark's flags on `flag_values`."""
 
-  define = harness.flag_definer(flag_values)
+  define = common.flag_definer(flag_values)
   define("list", "params", ["1", "2.5", "5", "10", "25"],
          "MLP sizes in millions of weights (1024-wide Dense layers).")
   define("bool", "resnet50", True, "Also time the real ResNet-50.")
@@ -89,8 +90,7 @@ def measure(name, build, batch, f):
   variant = harness.make_variant("itop", build, sparsity=f.sparsity,
                                  update_interval=10**9, grow=f.grow)
   model = variant.model
-  weights = sum(sw.size for w in itop_tf.updaters.find_wrappers(model)
-                for sw in w.sparse_weights)
+  weights = sum(r["size"] for r in itop_tf.sparsity_report(model))
   timer = harness.StepTimer(variant, batch)
   timer.run(1)
   step = float(np.median([t for t, _ in timer.run(f.steps)]))

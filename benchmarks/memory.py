@@ -35,13 +35,14 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import harness
+from launchers import common
 
 
 def define_flags(flag_values=flags.FLAGS):
   """Defines the benchmark's flags on `flag_values`."""
 
   harness.define_network_flags(flag_values)
-  define = harness.flag_definer(flag_values)
+  define = common.flag_definer(flag_values)
   define("float", "sparsity", 0.9, "Sparsity.")
   define("integer", "steps", 3, "Training steps of the peak measurement "
          "(0 skips it).")
@@ -80,8 +81,7 @@ def state_bytes(variant):
 def sparse_weight_count(variant):
   """Entries of the kernels a sparse variant masks (0 for dense)."""
   if variant.kind == "itop":
-    return sum(sw.size for w in itop_tf.updaters.find_wrappers(variant.model)
-               for sw in w.sparse_weights)
+    return sum(r["size"] for r in itop_tf.sparsity_report(variant.model))
   if variant.kind == "tfmot":
     return sum(int(np.prod(v.shape)) for layer in variant.model.submodules
                for v, _, _ in getattr(layer, "pruning_vars", []))

@@ -55,7 +55,7 @@ RATE_TAG = "itop/exploration_rate"
 def define_flags(flag_values=flags.FLAGS):
   """Defines the reproduction's flags on `flag_values`."""
 
-  define = harness.flag_definer(flag_values)
+  define = common.flag_definer(flag_values)
   define("list", "models", ["lenet_300_100:5", "small_cnn:2"],
          "model:epochs pairs (lenet_300_100, small_cnn).")
   define("list", "sparsities", ["0.9", "0.95", "0.98"], "Sparsities.")

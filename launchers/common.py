@@ -62,6 +62,20 @@ IMAGENET = (["imagenet2012"],
              "image_size": 224})
 
 
+def flag_definer(flag_values):
+  """`define(kind, name, default, help_text, *args)` on `flag_values`.
+
+  `define("integer", "epochs", 250, "Epochs.")` is
+  `flags.DEFINE_integer("epochs", 250, "Epochs.", flag_values=flag_values)`.
+  """
+
+  def define(kind, name, default, help_text, *args):
+    getattr(flags, "DEFINE_" + kind)(name, default, *args, help_text,
+                                     flag_values=flag_values)
+
+  return define
+
+
 def define_flags(dataset_names, defaults, flag_values=FLAGS):
   """Defines the launcher flags.
 
@@ -80,10 +94,7 @@ def define_flags(dataset_names, defaults, flag_values=FLAGS):
       "bn_weight_decay": True, "label_smoothing": 0.0, "image_size": 224,
   }
   d.update(defaults)
-
-  def define(kind, name, default, help_text, *args):
-    getattr(flags, "DEFINE_" + kind)(name, default, *args, help_text,
-                                     flag_values=flag_values)
+  define = flag_definer(flag_values)
 
   define("enum", "dataset", d["dataset"], "Data set (TFDS).", dataset_names)
   define("string", "data_dir", None, "TFDS data directory (prepared data "
