@@ -21,12 +21,14 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from itop_tf import growth
 from itop_tf.callbacks import ITOPCallback
 from itop_tf.distributions import layer_counts
 from itop_tf.distributions import layer_densities
 from itop_tf.flops import forward_flops
 from itop_tf.flops import training_flops
 from itop_tf.flops import training_flops_ratio
+from itop_tf.metrics import ExplorationRate
 from itop_tf.metrics import exploration_rate
 from itop_tf.metrics import format_report
 from itop_tf.metrics import sparsity_report
@@ -37,12 +39,14 @@ from itop_tf.prune import strip
 from itop_tf.schedules import RegrowthSchedule
 from itop_tf.updaters import MaskUpdater
 from itop_tf.wrapper import PruneAndRegrow
+from itop_tf.wrapper import find_wrappers
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ITOPCallback", "MaskUpdater", "PruneAndRegrow", "RegrowthSchedule",
-    "custom_objects", "exploration_rate", "format_report", "forward_flops",
-    "layer_counts", "layer_densities", "scope", "sparsify", "sparsity_report",
-    "strip", "training_flops", "training_flops_ratio",
+    "ExplorationRate", "ITOPCallback", "MaskUpdater", "PruneAndRegrow",
+    "RegrowthSchedule", "custom_objects", "exploration_rate", "find_wrappers",
+    "format_report", "forward_flops", "growth", "layer_counts",
+    "layer_densities", "scope", "sparsify", "sparsity_report", "strip",
+    "training_flops", "training_flops_ratio",
 ]

@@ -17,12 +17,17 @@ class ITOPCallback(keras.callbacks.Callback):
 
   At train begin it zeroes inactive weights and their optimizer slots (the
   masks themselves are drawn by `sparsify` with exact ERK counts, and come
-  back from a checkpoint on resume). After every step it checks the schedule
-  against `optimizer.iterations` and runs the XLA-compiled update when due.
-  It adds `itop_rate` (global R_s) to the batch and epoch logs, and writes
-  TensorBoard scalars under `log_dir`: `itop/exploration_rate` (global and
-  per layer), `itop/density/<layer>`, `itop/regrown/<layer>` and
-  `itop/prune_fraction`.
+  back from a checkpoint on resume) and makes sure the model has the
+  `itop_rate` metric (`itop_tf.ExplorationRate`, the global R_s). After every
+  step it checks the schedule against `optimizer.iterations` and runs the
+  XLA-compiled update when one is due, then puts the new R_s into that
+  step's logs, so the progress bar, `History` and Keras' `TensorBoard` show
+  R_s as it is after the update. Under `log_dir` it writes TensorBoard
+  scalars `itop/exploration_rate` (global and per layer),
+  `itop/density/<layer>`, `itop/regrown/<layer>` and `itop/prune_fraction`.
+
+  It replaces TF-MOT's `UpdatePruningStep`, which is not needed (and does no
+  harm: it only re-applies the masks at epoch end).
 
   Args:
     log_dir: directory for TensorBoard summaries; None writes none.
@@ -34,6 +39,12 @@ class ITOPCallback(keras.callbacks.Callback):
 
   Raises:
     ValueError: at train begin, if the model has no itop_tf layers.
+
+  Example:
+
+  >>> model.fit(ds, epochs=5, callbacks=[itop_tf.ITOPCallback(log_dir="logs")])
+  >>> model.history.history["itop_rate"]
+  [0.14, 0.19, 0.23, 0.26, 0.28]
   """
 
   def __init__(self, log_dir=None, jit_compile=True, per_layer_logs=False):
@@ -49,6 +60,7 @@ class ITOPCallback(keras.callbacks.Callback):
   def on_train_begin(self, logs=None):
     self.updater = updaters.MaskUpdater(
         self.model, self.model.optimizer, jit_compile=self.jit_compile)
+    metrics.attach_exploration_metric(self.model)
     self._step = self.updater.step
     self.updater.initialize(self._step)
     spe = getattr(self.model, "_steps_per_execution", None)
@@ -67,21 +79,24 @@ class ITOPCallback(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     self._step += batch - self._last_batch
     self._last_batch = batch
-    nxt = self.updater.schedule.latest_update_step(self._step)
-    if nxt is not None and nxt > self.updater.handled_step:
+    updated = False
+    if self.updater.update_due(self._step) is not None:
       # Near an update: trust the optimizer (LossScaleOptimizer may skip).
       self._step = self.updater.step
       stats = self.updater.after_step(self._step)
       if stats is not None:
+        updated = True
         self._rate = stats["exploration_rate"]
         self._write_state(stats["step"], stats)
-    if logs is not None:
-      logs["itop_rate"] = self._rate
+    # The metric in the logs was read before this update; a train function
+    # traced before the metric was attached has none.
+    if logs is not None and (updated or metrics.METRIC_NAME not in logs):
+      logs[metrics.METRIC_NAME] = self._rate
 
   def on_epoch_end(self, epoch, logs=None):
     if logs is None:
       return
-    logs["itop_rate"] = self._rate
+    logs[metrics.METRIC_NAME] = self._rate
     if self.per_layer_logs:
       last = self.updater.last_stats or {"regrown": {}}
       for r in metrics.sparsity_report(self.model):

@@ -8,13 +8,11 @@ keeps active. The global count is exact: the per-layer counts add up to
 Example:
 
 >>> shapes = [(3, 3, 3, 64), (3, 3, 64, 64), (1024, 10)]
->>> d = erk_densities(shapes, density=0.1)
+>>> d = layer_densities(shapes, density=0.1)
 >>> counts = exact_counts(shapes, d, density=0.1)
 >>> int(counts.sum()) == round(0.1 * sum(np.prod(s) for s in shapes))
 True
 """
-
-import math
 
 import numpy as np
 
@@ -195,7 +193,3 @@ def layer_counts(shapes, density, distribution="erk", power_scale=1.0,
   d = layer_densities(shapes, density, distribution, power_scale, fixed)
   return d, exact_counts(shapes, d, density)
 
-
-def is_dense(count, shape):
-  """Whether a layer keeps all its weights."""
-  return int(count) >= int(math.prod(shape))

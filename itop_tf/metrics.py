@@ -1,28 +1,49 @@
-"""Exploration metrics: the ITOP rate R_s and a per-layer sparsity report.
+"""Exploration metrics: the ITOP rate R_s as a Keras metric, and a report.
 
 R_s is the fraction of all sparse-able weights that have ever been active:
 `|union of all masks so far| / |all weights of the wrapped kernels|`. It
 starts at `1 - sparsity`, never decreases, and kernels that ERK made fully
 dense count as fully explored.
 
+`ExplorationRate` is a Keras metric whose value is R_s, computed on the
+device from the wrappers' unions. `itop_tf.sparsify` attaches one to the model
+it returns (and `ITOPCallback` to a model that lacks one), so `itop_rate` is
+in `model.metrics`: the progress bar shows it as it is (not averaged over
+the epoch), and it is in `History`, in Keras' `TensorBoard` callback
+(`epoch_itop_rate`) and in `model.evaluate`'s results.
+
 Example:
 
 >>> model = itop_tf.sparsify(model, sparsity=0.9, schedule=schedule)
 >>> round(itop_tf.exploration_rate(model), 3)
 0.1
+>>> [m.name for m in model.metrics]
+['itop_rate']
 """
 
 import tensorflow as tf
+import tf_keras as keras
 
-from itop_tf import updaters
+from itop_tf import wrapper as wrapper_lib
+
+METRIC_NAME = "itop_rate"
 
 
-def _entries(model):
-  wrappers = updaters.find_wrappers(model)
-  if not wrappers:
-    raise ValueError(
-        "The model has no itop_tf layers: build it with itop_tf.sparsify().")
-  return [(w, i, sw) for w in wrappers for i, sw in enumerate(w.sparse_weights)]
+def exploration_rate_of(sparse_weights):
+  """R_s of the kernels `sparse_weights`, as a float32 scalar tensor.
+
+  Args:
+    sparse_weights: a list of `wrapper.SparseWeight`.
+
+  Returns:
+    Ever-active entries over all entries; 1.0 for an empty list.
+  """
+  total = sum(sw.size for sw in sparse_weights)
+  if not total:
+    return tf.constant(1.0, tf.float32)
+  ever = tf.add_n([tf.reduce_sum(tf.cast(sw.ever_active, tf.int64))
+                   for sw in sparse_weights])
+  return tf.cast(tf.cast(ever, tf.float64) / float(total), tf.float32)
 
 
 def exploration_rate(model):
@@ -37,7 +58,93 @@ def exploration_rate(model):
   Raises:
     ValueError: the model has no itop_tf layers.
   """
-  return updaters.exploration_rate_of(_entries(model))
+  return float(exploration_rate_of(wrapper_lib.sparse_weights(model)))
+
+
+@keras.utils.register_keras_serializable(package="itop_tf")
+class ExplorationRate(keras.metrics.Metric):
+  """Keras metric whose value is the ITOP rate R_s of a model.
+
+  It has no state of its own: `result()` reads the wrappers' unions, so the
+  value is the current R_s whenever it is read (the progress bar, `History`,
+  `evaluate`), and `reset_state()` leaves the unions alone.
+
+  Args:
+    model: the sparsified model to measure; None gives a metric that reads
+      1.0 until `bind(model)`.
+    name: the metric's name, "itop_rate" by default.
+
+  Raises:
+    ValueError: (from `bind`) the model has no itop_tf layers.
+
+  Example:
+
+  >>> metric = itop_tf.ExplorationRate(model)
+  >>> float(metric.result())
+  0.1
+  """
+
+  def __init__(self, model=None, name=METRIC_NAME, **kwargs):
+    super().__init__(name=name, **kwargs)
+    self._sources = ()
+    if model is not None:
+      self.bind(model)
+
+  def bind(self, model):
+    """Measures the kernels of `model` from now on."""
+    # A tuple of plain objects: Keras must not track the unions as this
+    # metric's variables (it would zero them in reset_state).
+    object.__setattr__(self, "_sources",
+                       tuple(wrapper_lib.sparse_weights(model)))
+
+  def update_state(self, *args, **kwargs):
+    """Nothing to accumulate: the value is read from the unions."""
+    del args, kwargs
+
+  def result(self):
+    return exploration_rate_of(list(self._sources))
+
+  def reset_state(self):
+    """Nothing to reset: R_s never goes back."""
+
+  def get_config(self):
+    return {"name": self.name, "dtype": self.dtype}
+
+
+def exploration_metric(model):
+  """The `ExplorationRate` metric attached to `model`, or None."""
+  for m in model._metrics:  # pylint: disable=protected-access
+    if isinstance(m, ExplorationRate):
+      return m
+  return None
+
+
+def attach_exploration_metric(model):
+  """Puts an `ExplorationRate` metric in `model.metrics`, once.
+
+  `itop_tf.sparsify` calls it; `ITOPCallback` calls it at train begin for
+  models made otherwise (subclassed models with hand-placed wrappers, models
+  loaded from a file). A train function already traced without it keeps
+  its logs; the callback then writes R_s into them itself.
+
+  Args:
+    model: a model with `PruneAndRegrow` layers.
+
+  Returns:
+    The model's `ExplorationRate` metric.
+
+  Raises:
+    ValueError: the model has no itop_tf layers.
+  """
+  metric = exploration_metric(model)
+  if metric is None:
+    metric = ExplorationRate(model)
+    # Keras tracks a Metric set as an attribute in model._metrics, which
+    # model.metrics lists.
+    model.itop_rate_metric = metric
+  else:
+    metric.bind(model)
+  return metric
 
 
 def _count(var):
@@ -58,10 +165,10 @@ def sparsity_report(model):
     ValueError: the model has no itop_tf layers.
   """
   rows = []
-  for w, i, sw in _entries(model):
+  for sw in wrapper_lib.sparse_weights(model):
     active = _count(sw.mask)
     rows.append({
-        "layer": updaters.kernel_name(w, i),
+        "layer": sw.name,
         "shape": tuple(int(d) for d in sw.weight.shape),
         "size": sw.size,
         "active": active,

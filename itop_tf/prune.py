@@ -20,8 +20,9 @@ import tf_keras as keras
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from itop_tf import distributions
+from itop_tf import growth as growth_lib
+from itop_tf import metrics
 from itop_tf import schedules
-from itop_tf import updaters
 from itop_tf import wrapper as wrapper_lib
 
 _KERAS3_MESSAGE = (
@@ -103,7 +104,8 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
     sparsity: global fraction of zeros over all wrapped kernels, in [0, 1).
     schedule: a `RegrowthSchedule` (Delta T, total steps, prune fraction).
     distribution: "erk" (default), "er" or "uniform".
-    grow: "random" (SET), "gradient" (RigL) or "momentum" (SNFS).
+    grow: "random" (SET), "gradient" (RigL), "momentum" (SNFS) or an
+      `itop_tf.growth.Growth` instance.
     dense_layers: names of layers to keep dense; they are not wrapped and not
       counted in the sparsity or R_s.
     layer_densities: optional `{layer name: density}`; the other layers
@@ -112,7 +114,8 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
     seed: integer; masks and random growth are deterministic given it.
 
   Returns:
-    A new tf_keras model with `PruneAndRegrow` layers.
+    A new tf_keras model with `PruneAndRegrow` layers and the `itop_rate`
+    metric (`ExplorationRate`) in its `metrics`.
 
   Raises:
     ValueError: bad sparsity, distribution, grow method or schedule; a Keras 3
@@ -134,9 +137,7 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
   if distribution not in distributions.DISTRIBUTIONS:
     raise ValueError(f"Unknown distribution {distribution!r}: use one of "
                      f"{distributions.DISTRIBUTIONS}.")
-  if grow not in wrapper_lib.GROW_METHODS:
-    raise ValueError(
-        f"Unknown grow method {grow!r}: use one of {wrapper_lib.GROW_METHODS}.")
+  grow = growth_lib.get(grow)
   if not isinstance(schedule, schedules.RegrowthSchedule):
     raise ValueError(
         "sparsify needs schedule=itop_tf.RegrowthSchedule(update_interval=..., "
@@ -182,7 +183,7 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
     if id(layer) not in plan:
       return new, lambda n: n.set_weights(layer.get_weights())
     wrapped = wrapper_lib.PruneAndRegrow(
-        new, pruning_schedule=schedule, counts=plan[id(layer)], grow=grow,
+        new, schedule=schedule, counts=plan[id(layer)], grow=grow,
         seed=(int(seed) * 7919 + index[id(layer)]) % (2**31 - 1))
 
     def copy(w):
@@ -191,7 +192,9 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
 
     return wrapped, copy
 
-  return _clone(model, make_layer)
+  sparse = _clone(model, make_layer)
+  metrics.attach_exploration_metric(sparse)
+  return sparse
 
 
 def strip(model):
@@ -231,6 +234,7 @@ def custom_objects():
       "PruneAndRegrow": wrapper_lib.PruneAndRegrow,
       "RegrowthSchedule": schedules.RegrowthSchedule,
       "ExactCountMask": wrapper_lib.ExactCountMask,
+      "ExplorationRate": metrics.ExplorationRate,
   }
 
 

@@ -1,9 +1,12 @@
 """When to prune and regrow, and how much: `RegrowthSchedule`.
 
-`RegrowthSchedule` subclasses TF-MOT's `PruningSchedule`, so it can stand
-wherever TF-MOT expects a schedule, but it never asks TF-MOT to prune on its
-own: its `__call__` answers whether step `t` is a prune-and-regrow update and
-the fraction of active weights that update replaces.
+`RegrowthSchedule` says *when* the masks move and *what fraction of the
+active weights* each update replaces; the sparsity itself never changes (it
+is `sparsify`'s `sparsity=`). It subclasses TF-MOT's `PruningSchedule` so
+that `PruneAndRegrow` (a TF-MOT wrapper) and TF-MOT's configs take it, but it
+is not a target-sparsity schedule: TF-MOT's `prune_low_magnitude` would read
+its prune fraction as a sparsity, so calling it the TF-MOT way raises an
+error that says to use `itop_tf.sparsify`.
 
 The prune fraction follows a cosine decay over the whole training, as in the
 official ITOP code:
@@ -21,7 +24,6 @@ Example:
 
 import math
 
-import tensorflow as tf
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule
 
 DEFAULT_FINAL_PRUNE_FRACTION = 0.005
@@ -56,7 +58,15 @@ class RegrowthSchedule(pruning_schedule.PruningSchedule):
       `min(0.005, initial_prune_fraction)`.
 
   Raises:
-    ValueError: an argument is out of range; the message says which.
+    ValueError: an argument is out of range, or the schedule would make no
+      update (`update_interval` too long for the steps given) while
+      `initial_prune_fraction > 0`; the message says which.
+
+  Example:
+
+  >>> RegrowthSchedule(update_interval=100, total_steps=10_000)    # ITOP
+  >>> RegrowthSchedule(100, 10_000, end_step=7_500)                 # RigL
+  >>> RegrowthSchedule(100, 10_000, initial_prune_fraction=0.0)     # static
   """
 
   def __init__(self, update_interval, total_steps, initial_prune_fraction=0.5,
@@ -87,6 +97,14 @@ class RegrowthSchedule(pruning_schedule.PruningSchedule):
       raise ValueError(
           f"final_prune_fraction must be in [0, 1], got {final_prune_fraction!r}.")
     self.final_prune_fraction = float(final_prune_fraction)
+    if self.num_updates == 0 and self.initial_prune_fraction > 0:
+      raise ValueError(
+          f"update_interval={self.update_interval} makes no update between "
+          f"begin_step={self.begin_step} and "
+          f"{'end_step' if end_step is not None else 'total_steps'}="
+          f"{self.last_step}: lower update_interval (the paper uses 100-4000 "
+          "steps), or pass initial_prune_fraction=0 for static sparse "
+          "training.")
 
   @property
   def last_step(self):
@@ -128,24 +146,20 @@ class RegrowthSchedule(pruning_schedule.PruningSchedule):
     return self.begin_step + k * self.update_interval if k > 0 else None
 
   def __call__(self, step):
-    """TF-MOT's schedule protocol: `(is_update_step, prune_fraction)` tensors.
+    """TF-MOT's protocol `(should_prune, sparsity)`: not meaningful here.
 
-    Args:
-      step: scalar integer tensor (optimizer iterations).
-
-    Returns:
-      A bool tensor and a float32 tensor.
+    Raises:
+      ValueError: always. TF-MOT's `prune_low_magnitude` calls this to get a
+        target sparsity, which a regrowth schedule does not have; it would
+        read the prune fraction (0.5 decaying to 0.005) as the sparsity.
     """
-    step = tf.cast(step, tf.int64)
-    in_range = tf.logical_and(step > self.begin_step, step < self.last_step)
-    on_turn = tf.equal(
-        tf.math.floormod(step - self.begin_step, self.update_interval), 0)
-    span = float(self.total_steps - self.begin_step)
-    progress = tf.clip_by_value(
-        tf.cast(step - self.begin_step, tf.float32) / span, 0.0, 1.0)
-    f0, f1 = self.initial_prune_fraction, self.final_prune_fraction
-    frac = f1 + (f0 - f1) * 0.5 * (1.0 + tf.cos(math.pi * progress))
-    return tf.logical_and(in_range, on_turn), frac
+    del step
+    raise ValueError(
+        "RegrowthSchedule is a prune-and-regrow schedule (when to update, "
+        "what fraction of the active weights to replace), not a target-"
+        "sparsity schedule for tfmot.sparsity.keras.prune_low_magnitude. Use "
+        "itop_tf.sparsify(model, sparsity=..., schedule=RegrowthSchedule(...))"
+        " instead.")
 
   def get_config(self):
     return {

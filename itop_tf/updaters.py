@@ -20,34 +20,60 @@ for x, y in dataset:
 
 import math
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
+from itop_tf import metrics
 from itop_tf import wrapper as wrapper_lib
 
 
-def rank_select(scores, k):
-  """Bool mask of the `k` largest `scores` (ties: lower index first).
+_MAX = float(np.finfo(np.float32).max)
+# The lowest score a non-NaN candidate gets: one step above NaN's (-_MAX).
+_LOWEST = float(np.nextafter(np.float32(-_MAX), np.float32(0)))
 
-  Works under XLA with a dynamic `k`: it ranks with a stable full `top_k`
-  and compares ranks with `k`, so no shape depends on `k`.
+
+def rank_select(scores, candidates, k):
+  """Bool mask of the `k` best-scored `candidates` (ties: lower index first).
+
+  Every candidate ranks above every non-candidate, whatever the scores hold:
+  +-Inf scores are clipped to the largest finite float32 values and NaN
+  scores rank below all of them, so exactly `min(k, number of candidates)`
+  entries come back.
+  Works under XLA with a dynamic `k`: it ranks with a stable full `top_k` and
+  compares ranks with `k`, so no shape depends on `k`.
 
   Args:
     scores: 1-D float tensor.
-    k: scalar int32 tensor, 0 <= k <= size.
+    candidates: 1-D bool tensor of the same size: the entries that may be
+      selected.
+    k: scalar int32 tensor, 0 <= k.
 
   Returns:
-    1-D bool tensor, True at exactly `k` positions.
+    1-D bool tensor, True at exactly `min(k, sum(candidates))` candidates.
+
+  Example:
+
+  >>> rank_select(tf.constant([0.5, 2.0, float("nan"), 2.0]),
+  ...             tf.constant([True, True, True, False]),
+  ...             tf.constant(2)).numpy()
+  array([ True,  True, False, False])
   """
   n = scores.shape[0]
-  order = tf.math.top_k(scores, k=n, sorted=True).indices
+  s = tf.cast(scores, tf.float32)
+  s = tf.where(tf.math.is_nan(s), -_MAX, tf.clip_by_value(s, _LOWEST, _MAX))
+  key = tf.where(candidates, s, tf.constant(-np.inf, tf.float32))
+  order = tf.math.top_k(key, k=n, sorted=True).indices
   rank = tf.scatter_nd(order[:, None], tf.range(n, dtype=tf.int32), [n])
-  return rank < k
+  return tf.logical_and(rank < k, candidates)
 
 
 def prune_and_grow(mask, weight, k, grow_scores):
   """One update of one kernel: drop `k` smallest active, grow `k` inactive.
+
+  Non-finite values never break the exact count: NaN or +-Inf weights that
+  are active are the first pruned (they are no use to the network, and
+  pruning them zeroes them), and NaN grow scores rank last.
 
   Args:
     mask: bool tensor, the active connections.
@@ -58,21 +84,29 @@ def prune_and_grow(mask, weight, k, grow_scores):
       are grown.
 
   Returns:
-    (new_mask, kept): bool tensors; `kept = mask & new_mask` are the entries
-    whose value and optimizer state survive (a connection pruned and regrown
-    in the same update keeps its value; newly grown ones start at 0).
+    (new_mask, kept, pruned): bool tensors of the mask's shape. `new_mask`
+    has exactly as many active entries as `mask`; `kept` (within
+    `mask & new_mask`) are the entries whose value and optimizer state
+    survive: a connection pruned and regrown in the same update keeps its
+    value unless it was NaN or Inf, newly grown ones start at 0; `pruned`
+    are the `k` entries pruned, regrown or not.
   """
   shape = mask.shape
   m = tf.reshape(mask, [-1])
-  w = tf.reshape(tf.abs(tf.cast(weight, tf.float32)), [-1])
-  neg_inf = tf.constant(-np.inf, tf.float32)
-  prune = rank_select(tf.where(m, -w, neg_inf), k)
+  w = tf.reshape(tf.cast(weight, tf.float32), [-1])
+  finite = tf.math.is_finite(w)
+  # Smallest magnitude first; a non-finite weight before any finite one.
+  prune_key = tf.where(finite, -tf.abs(w), tf.constant(np.inf, tf.float32))
+  prune = rank_select(prune_key, m, k)
   after_prune = tf.logical_and(m, tf.logical_not(prune))
-  s = tf.reshape(tf.cast(grow_scores, tf.float32), [-1])
-  s = tf.where(tf.math.is_nan(s), tf.zeros_like(s), s)
-  grow = rank_select(tf.where(after_prune, neg_inf, s), k)
-  new_mask = tf.reshape(tf.logical_or(after_prune, grow), shape)
-  return new_mask, tf.logical_and(mask, new_mask)
+  s = tf.reshape(grow_scores, [-1])
+  grow = rank_select(s, tf.logical_not(after_prune), k)
+  new_mask = tf.logical_or(after_prune, grow)
+  # A weight pruned and regrown keeps its value, unless it was not finite.
+  kept = tf.logical_and(new_mask, tf.logical_or(
+      after_prune, tf.logical_and(prune, finite)))
+  return (tf.reshape(new_mask, shape), tf.reshape(kept, shape),
+          tf.reshape(prune, shape))
 
 
 def _unwrap(optimizer):
@@ -130,32 +164,34 @@ def optimizer_slots(optimizer, variable):
   return out
 
 
-def find_wrappers(model):
-  """All `PruneAndRegrow` layers in `model`, at any depth, in a fixed order.
-
-  Wrappers inside nested models and inside custom layers are found too.
-  """
-  found, seen = [], set()
-  for m in [model] + list(model._flatten_modules(include_self=False)):
-    if isinstance(m, wrapper_lib.PruneAndRegrow) and id(m) not in seen:
-      seen.add(id(m))
-      found.append(m)
-  return found
-
-
 @tf.function(jit_compile=True)
 def _compute_update(masks, weights, unions, scores, slots, ks):
-  """New (masks, weights, unions, slots, regrown counts) for all kernels."""
-  out_m, out_w, out_u, out_s, out_n = [], [], [], [], []
+  """New masks, weights, unions, slots and per-kernel statistics.
+
+  Returns:
+    (masks, weights, unions, slots, regrown, thresholds, non_finite): lists
+    with one entry per kernel; `regrown` counts newly active entries,
+    `thresholds` is the largest finite magnitude pruned, `non_finite` counts
+    active non-finite weights before the update.
+  """
+  out = {k: [] for k in ("m", "w", "u", "s", "n", "t", "nf")}
   for m, w, u, s, sl, k in zip(masks, weights, unions, scores, slots, ks):
-    new_m, kept = prune_and_grow(m, w, k, s)
-    out_m.append(new_m)
-    out_w.append(tf.where(kept, w, tf.zeros_like(w)))
-    out_u.append(tf.logical_or(u, new_m))
-    out_s.append([tf.where(kept, v, tf.zeros_like(v)) for v in sl])
-    out_n.append(tf.reduce_sum(tf.cast(
+    new_m, kept, pruned = prune_and_grow(m, w, k, s)
+    zero = tf.zeros_like(w)
+    finite = tf.math.is_finite(w)
+    out["m"].append(new_m)
+    out["w"].append(tf.where(kept, w, zero))
+    out["u"].append(tf.logical_or(u, new_m))
+    out["s"].append([tf.where(kept, v, tf.zeros_like(v)) for v in sl])
+    out["n"].append(tf.reduce_sum(tf.cast(
         tf.logical_and(new_m, tf.logical_not(m)), tf.int32)))
-  return out_m, out_w, out_u, out_s, out_n
+    out["t"].append(tf.reduce_max(tf.where(
+        tf.logical_and(pruned, finite), tf.abs(tf.cast(w, tf.float32)),
+        tf.zeros(w.shape, tf.float32))))
+    out["nf"].append(tf.reduce_sum(tf.cast(
+        tf.logical_and(m, tf.logical_not(finite)), tf.int32)))
+  return (out["m"], out["w"], out["u"], out["s"], out["n"], out["t"],
+          out["nf"])
 
 
 class MaskUpdater:
@@ -183,25 +219,15 @@ class MaskUpdater:
     self.model = model
     self.optimizer = optimizer if optimizer is not None else getattr(
         model, "optimizer", None)
-    self.wrappers = find_wrappers(model)
-    if not self.wrappers:
-      raise ValueError(
-          "The model has no itop_tf layers: build it with itop_tf.sparsify("
-          "model, ...) or wrap layers in itop_tf.PruneAndRegrow.")
-    for w in self.wrappers:
-      if not w.built:
-        raise ValueError(
-            f"Layer {w.name!r} is not built: call the model once (or "
-            "model.build(input_shape)) before training.")
-    self.schedule = self.wrappers[0].pruning_schedule
+    self.sparse_weights = wrapper_lib.sparse_weights(model)
+    self.wrappers = wrapper_lib.find_wrappers(model)
+    self.schedule = self.wrappers[0].schedule
     for w in self.wrappers[1:]:
-      if w.pruning_schedule != self.schedule:
+      if w.schedule != self.schedule:
         raise ValueError(
             f"Layers {self.wrappers[0].name!r} and {w.name!r} have different "
             "RegrowthSchedules; one model needs one schedule.")
-    self.entries = [(w, i, sw) for w in self.wrappers
-                    for i, sw in enumerate(w.sparse_weights)]
-    self._sparse = [(w, i, sw) for w, i, sw in self.entries if not sw.is_dense]
+    self._sparse = [sw for sw in self.sparse_weights if not sw.is_dense]
     self._strategy = getattr(model, "distribute_strategy", None) or (
         tf.distribute.get_strategy())
     self._compute = _compute_update if jit_compile else (
@@ -230,7 +256,7 @@ class MaskUpdater:
     with self._strategy.scope():
       for w in self.wrappers:
         w.apply_masks()
-      for _, _, sw in self.entries:
+      for sw in self.sparse_weights:
         for slot in optimizer_slots(self.optimizer, sw.weight):
           v = tf.convert_to_tensor(slot)
           slot.assign(tf.where(sw.mask, v, tf.zeros_like(v)))
@@ -238,16 +264,17 @@ class MaskUpdater:
       step = self.step if self.optimizer is not None else 0
     self.handled_step = int(step)
 
-  def _needs_gradient(self):
-    return any(w.grow == "gradient" for w in self.wrappers)
+  def _arms_capture(self):
+    return any(w.capture is not None for w in self.wrappers)
 
   def before_step(self, step=None, steps=1):
     """Call before a training call that runs `steps` steps from `step`.
 
     Arms the dense-gradient capture when one of those steps ends on an
-    update step (only for grow="gradient").
+    update step (only for growth rules that read the gradient of that step,
+    i.e. grow="gradient").
     """
-    if not self._needs_gradient():
+    if not self._arms_capture():
       return
     step = self.step if step is None else int(step)
     nxt = self.schedule.next_update_step(step)
@@ -263,6 +290,21 @@ class MaskUpdater:
         if w.capture is not None:
           w.capture.assign(value)
 
+  def update_due(self, step):
+    """The scheduled update step not yet run at optimizer step `step`.
+
+    Args:
+      step: the optimizer step just completed.
+
+    Returns:
+      The latest update step at or before `step` that has not run yet, or
+      None. With `steps_per_execution > 1` an update can be due a few steps
+      after its scheduled step; it runs keyed by the scheduled step.
+    """
+    due = self.schedule.latest_update_step(step)
+    done = self.handled_step if self.handled_step is not None else step - 1
+    return due if due is not None and due > done else None
+
   def after_step(self, step=None):
     """Call after a training step: updates masks if an update is due.
 
@@ -274,12 +316,10 @@ class MaskUpdater:
       The update's statistics (see `update`) or None if no update ran.
     """
     step = self.step if step is None else int(step)
-    if self.handled_step is None:
-      self.handled_step = step - 1
-    due = self.schedule.latest_update_step(step)
-    done = self.handled_step
-    self.handled_step = max(self.handled_step, step)
-    if due is None or due <= done:
+    due = self.update_due(step)
+    self.handled_step = max(self.handled_step
+                            if self.handled_step is not None else step, step)
+    if due is None:
       return None
     return self.update(due)
 
@@ -288,72 +328,64 @@ class MaskUpdater:
 
     The prune fraction and the random-growth seed depend on `step` only, so a
     run restored from a checkpoint repeats the updates of one that never
-    stopped.
+    stopped. Active weights that are NaN or +-Inf are pruned first (with a
+    warning), so every kernel keeps its exact count.
 
     Args:
       step: the scheduled update step.
 
     Returns:
-      dict with "step", "prune_fraction", "regrown" ({kernel: count}) and
-      "exploration_rate".
+      dict with "step", "prune_fraction", "regrown" ({kernel: count}),
+      "non_finite" ({kernel: active non-finite weights before the update},
+      only kernels that had some) and "exploration_rate".
     """
     frac = self.schedule.prune_fraction(step)
-    stats = {"step": int(step), "prune_fraction": frac, "regrown": {}}
+    stats = {"step": int(step), "prune_fraction": frac, "regrown": {},
+             "non_finite": {}}
     if self._sparse:
       with self._strategy.scope():
-        regrown = self._apply(step, frac)
-      for (w, i, sw), n in zip(self._sparse, regrown):
-        stats["regrown"][kernel_name(w, i)] = int(n)
-    if self._needs_gradient():
+        regrown, non_finite = self._apply(step, frac)
+      for sw, n, bad in zip(self._sparse, regrown, non_finite):
+        stats["regrown"][sw.name] = n
+        if bad:
+          stats["non_finite"][sw.name] = bad
+    if stats["non_finite"]:
+      logging.warning(
+          "itop_tf update at step %d: active weights that are NaN or Inf "
+          "were pruned first (%s). Training has diverged; "
+          "keras.callbacks.TerminateOnNaN stops it.", step,
+          ", ".join(f"{k}: {v}" for k, v in stats["non_finite"].items()))
+    if self._arms_capture():
       self._set_capture(False)
     stats["exploration_rate"] = self.exploration_rate()
     self.last_stats = stats
     return stats
 
-  def _grow_scores(self, w, i, sw, step):
-    if w.grow in ("gradient", "momentum"):
-      return tf.abs(tf.convert_to_tensor(sw.dense_grad))
-    seed = tf.stack([tf.convert_to_tensor(w.rng_seed) * 16 + i,
-                     tf.constant(int(step), tf.int64)])
-    return tf.random.stateless_uniform(sw.weight.shape, seed=seed)
-
   def _apply(self, step, frac):
     masks, weights, unions, scores, slots, ks = [], [], [], [], [], []
     slot_vars = []
-    for w, i, sw in self._sparse:
+    for sw in self._sparse:
       masks.append(tf.convert_to_tensor(sw.mask))
       weights.append(tf.convert_to_tensor(sw.weight))
       unions.append(tf.convert_to_tensor(sw.ever_active))
-      scores.append(self._grow_scores(w, i, sw, step))
+      scores.append(sw.wrapper.growth.scores(sw, step))
       sv = optimizer_slots(self.optimizer, sw.weight)
       slot_vars.append(sv)
       slots.append([tf.convert_to_tensor(v) for v in sv])
       ks.append(tf.constant(min(math.ceil(frac * sw.count), sw.count),
                             tf.int32))
-    new_m, new_w, new_u, new_s, counts = self._compute(
-        masks, weights, unions, scores, slots, ks)
-    for (w, i, sw), m, wt, u, s, sv in zip(self._sparse, new_m, new_w, new_u,
-                                           new_s, slot_vars):
+    new_m, new_w, new_u, new_s, counts, thresholds, non_finite = (
+        self._compute(masks, weights, unions, scores, slots, ks))
+    for sw, m, wt, u, s, sv, t in zip(self._sparse, new_m, new_w, new_u,
+                                      new_s, slot_vars, thresholds):
       sw.mask.assign(m)
       sw.weight.assign(wt)
       sw.ever_active.assign(u)
+      sw.threshold.assign(t)
       for var, val in zip(sv, s):
         var.assign(val)
-    return [int(c) for c in counts]
+    return [int(c) for c in counts], [int(c) for c in non_finite]
 
   def exploration_rate(self):
     """Global ITOP rate R_s: ever-active weights over all sparse weights."""
-    return exploration_rate_of(self.entries)
-
-
-def kernel_name(wrapper, index):
-  """Display name of a wrapper's `index`-th sparse kernel."""
-  base = wrapper.layer.name
-  return base if index == 0 else f"{base}/{index}"
-
-
-def exploration_rate_of(entries):
-  ever = sum(int(tf.reduce_sum(tf.cast(sw.ever_active, tf.int64)))
-             for _, _, sw in entries)
-  total = sum(sw.size for _, _, sw in entries)
-  return ever / float(total) if total else 1.0
+    return float(metrics.exploration_rate_of(self.sparse_weights))

@@ -7,20 +7,24 @@ The wrapper keeps, for each sparse kernel of the wrapped layer:
   variable, so no per-step write or cross-replica `merge_call` is needed and the
   gradient that reaches `w` is already masked.
 - `ever_active` (bool): the union of all masks so far (the ITOP exploration).
-- `dense_grad` (float32, only for `grow="gradient"` or `"momentum"`): the
-  dense gradient of the loss with respect to the masked kernel, written in
-  the backward pass of the step before an update (`capture` flag); for
-  "momentum", an exponential moving average (decay 0.9) of it, every step. It is an ON_READ variable with
-  MEAN aggregation: under `tf.distribute` each replica writes its own, and a
-  read in cross-replica context returns the all-replica mean.
+- `dense_grad` (only for growth rules that need it: `grow="gradient"` or
+  `"momentum"`): the dense gradient of the loss with respect to the masked
+  kernel, written in the backward pass of the step before an update
+  (`capture` flag); for "momentum", a moving average of it, every step. It is
+  an ON_READ variable with MEAN aggregation: under `tf.distribute` each
+  replica writes its own, and a read in cross-replica context returns the
+  all-replica mean.
+- `threshold` (float32 scalar): the largest magnitude pruned by the last
+  update, what TF-MOT's `PruningSummaries` plots as the threshold.
 
 Masks change only through `itop_tf.MaskUpdater` (used by `ITOPCallback`).
+`find_wrappers` and `sparse_weights` find the wrappers of a model.
 
 Example:
 
 >>> import tf_keras as keras
 >>> layer = PruneAndRegrow(keras.layers.Dense(4), density=0.5,
-...                        pruning_schedule=RegrowthSchedule(10, 100))
+...                        schedule=RegrowthSchedule(10, 100))
 >>> out = layer(tf.ones([2, 8]))
 >>> int(tf.reduce_sum(tf.cast(layer.sparse_weights[0].mask, tf.int32)))
 16
@@ -33,10 +37,13 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
+from itop_tf import growth as growth_lib
 from itop_tf import schedules
 
-GROW_METHODS = ("random", "gradient", "momentum")
-MOMENTUM_DECAY = 0.9  # SNFS: momentum of the dense gradient
+NO_WRAPPERS_MESSAGE = (
+    "The model has no itop_tf layers: make it sparse with itop_tf.sparsify("
+    "model, sparsity=..., schedule=...), or wrap layers in "
+    "itop_tf.PruneAndRegrow.")
 
 # Kernels we make sparse, by layer type, checked in order (subclasses first).
 _KERNEL_ATTRS = (
@@ -141,33 +148,118 @@ class ExactCountMask(keras.initializers.Initializer):
     return {"count": self.count, "seed": self.seed}
 
 
+def kernel_seed(seed, index):
+  """Seed of a wrapper's `index`-th kernel (its mask and its random growth).
+
+  Args:
+    seed: the wrapper's seed (a Python int or an int64 tensor).
+    index: the kernel's position in the wrapper.
+
+  Returns:
+    `seed * 16 + index`, of `seed`'s type.
+  """
+  return seed * 16 + index
+
+
 class SparseWeight:
   """One sparse kernel of a wrapper and its state variables.
 
   Attributes:
-    name: the kernel variable's name.
+    wrapper: the `PruneAndRegrow` layer holding it.
+    index: its position among the wrapper's sparse kernels.
+    name: display name: the inner layer's name, then `/index` for a second
+      kernel (e.g. "lstm/1" for a recurrent kernel).
     owner, attr: where the layer reads the kernel (`owner.attr`).
     weight: the kernel variable.
     mask, ever_active: bool variables of the kernel's shape.
-    dense_grad: float32 ON_READ variable, or None unless grow="gradient".
+    dense_grad: ON_READ variable of the kernel's shape, or None unless the
+      growth rule needs the dense gradient.
+    threshold: float32 scalar variable, the largest magnitude pruned by the
+      last update.
     count: number of active entries (constant over training).
     size: number of entries.
   """
 
-  def __init__(self, owner, attr, weight, mask, ever_active, dense_grad,
-               count):
+  def __init__(self, wrapper, index, owner, attr, weight, mask, ever_active,
+               dense_grad, threshold, count):
+    self.wrapper, self.index = wrapper, index
     self.owner, self.attr, self.weight = owner, attr, weight
     self.mask, self.ever_active, self.dense_grad = mask, ever_active, dense_grad
+    self.threshold = threshold
     self.count = int(count)
     self.size = int(math.prod(weight.shape))
-    self.name = weight.name
+    base = wrapper.layer.name
+    self.name = base if index == 0 else f"{base}/{index}"
 
   @property
   def is_dense(self):
     return self.count >= self.size
 
+  def growth_seed(self, step):
+    """Stateless-RNG seed of random growth at update `step`: [kernel, step]."""
+    return tf.stack([
+        kernel_seed(tf.convert_to_tensor(self.wrapper.rng_seed), self.index),
+        tf.constant(int(step), tf.int64)])
 
-def _capture_gradient(x, grad_var, flag, decay=None):
+
+def find_wrappers(model):
+  """All `PruneAndRegrow` layers in `model`, at any depth, in a fixed order.
+
+  Wrappers inside nested models and inside custom layers are found too.
+
+  Args:
+    model: a tf_keras model or layer.
+
+  Returns:
+    A list of `PruneAndRegrow` layers; empty if there is none.
+  """
+  found, seen = [], set()
+  for m in [model] + list(model._flatten_modules(include_self=False)):
+    if isinstance(m, PruneAndRegrow) and id(m) not in seen:
+      seen.add(id(m))
+      found.append(m)
+  return found
+
+
+def sparse_weights(model):
+  """Every sparse kernel of `model`, in model order.
+
+  Args:
+    model: a model with `PruneAndRegrow` layers.
+
+  Returns:
+    A list of `SparseWeight`.
+
+  Raises:
+    ValueError: the model has no itop_tf layers, or one is not built.
+  """
+  wrappers = find_wrappers(model)
+  if not wrappers:
+    raise ValueError(NO_WRAPPERS_MESSAGE)
+  for w in wrappers:
+    if not w.built:
+      raise ValueError(
+          f"Layer {w.name!r} is not built: call the model once (or "
+          "model.build(input_shape)) before training.")
+  return [sw for w in wrappers for sw in w.sparse_weights]
+
+
+class _Remask:
+  """Stands in for TF-MOT's `pruning_impl.Pruning` where its callbacks use it.
+
+  `tfmot.sparsity.keras.UpdatePruningStep` calls `weight_mask_op()` at every
+  epoch end to write `mask * weight` into the kernels; here that re-applies
+  the masks (a no-op while the invariants hold).
+  """
+
+  def __init__(self, wrapper):
+    self._wrapper = wrapper
+
+  def weight_mask_op(self):
+    self._wrapper.apply_masks()
+
+
+def _capture_gradient(x, grad_var, flag, decay):
   """Identity on `x` whose backward writes the incoming gradient to grad_var.
 
   With `decay=None` the write happens only while `flag` is True (the step
@@ -206,36 +298,50 @@ def _capture_gradient(x, grad_var, flag, decay=None):
 class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
   """Keeps a layer's kernels sparse with a mask that prune/grow updates move.
 
+  TF-MOT's own callbacks work on it: `UpdatePruningStep` re-applies the
+  masks at epoch end (it is not needed: `ITOPCallback` does the updates),
+  `PruningSummaries` logs each kernel's sparsity and the last update's
+  threshold, and `strip_pruning` returns the inner layers with exact zeros.
+
   Args:
     layer: the Keras layer to wrap (Dense, Conv1D/2D/3D and their transposes,
       DepthwiseConv2D, SeparableConv1D/2D, Embedding, LSTM/GRU/SimpleRNN, or
       any layer with `get_prunable_weights`; not MultiHeadAttention).
-    pruning_schedule: a `RegrowthSchedule`.
+    schedule: a `RegrowthSchedule` (`pruning_schedule=`, TF-MOT's name, is
+      accepted as an alias).
     density: fraction of each kernel kept active, in (0, 1].
     counts: optional exact active counts, one per sparse kernel; overrides
       `density` (`itop_tf.sparsify` passes the ERK counts here).
-    grow: "random" (SET), "gradient" (RigL) or "momentum" (SNFS: moving
-      average of the dense gradient, updated every step).
+    grow: "random" (SET), "gradient" (RigL), "momentum" (SNFS) or an
+      `itop_tf.growth.Growth` instance.
     seed: integer seed of this layer's initial mask and random growth.
     **kwargs: passed to the Keras `Wrapper`.
 
   Raises:
     ValueError: bad density, grow method or schedule, or an unsupported layer.
+
+  Example:
+
+  >>> fc = itop_tf.PruneAndRegrow(keras.layers.Dense(32), schedule,
+  ...                             density=0.1, grow="gradient")
   """
 
-  def __init__(self, layer, pruning_schedule=None, density=1.0, counts=None,
-               grow="random", seed=0, **kwargs):
-    if not isinstance(pruning_schedule, schedules.RegrowthSchedule):
+  def __init__(self, layer, schedule=None, density=1.0, counts=None,
+               grow="random", seed=0, pruning_schedule=None, **kwargs):
+    if pruning_schedule is not None:
+      if schedule is not None and schedule != pruning_schedule:
+        raise ValueError("Give the schedule once: schedule= and its alias "
+                         "pruning_schedule= differ.")
+      schedule = pruning_schedule
+    if not isinstance(schedule, schedules.RegrowthSchedule):
       raise ValueError(
-          "PruneAndRegrow needs pruning_schedule=itop_tf.RegrowthSchedule(...)"
-          f", got {pruning_schedule!r}.")
+          "PruneAndRegrow needs schedule=itop_tf.RegrowthSchedule(...)"
+          f", got {schedule!r}.")
     if not 0.0 < float(density) <= 1.0:
       raise ValueError(
           f"density must be in (0, 1], got {density!r} "
           "(sparsity = 1 - density must be in [0, 1)).")
-    if grow not in GROW_METHODS:
-      raise ValueError(
-          f"Unknown grow method {grow!r}: use one of {GROW_METHODS}.")
+    self.growth = growth_lib.get(grow)
     if isinstance(layer, keras.layers.Layer) and not supports(layer):
       raise ValueError(
           f"Layer {layer.name!r} ({type(layer).__name__}) has no kernel "
@@ -243,12 +349,28 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
           "SeparableConv, Embedding or layers with get_prunable_weights().")
     self.density = float(density)
     self.counts = None if counts is None else [int(c) for c in counts]
-    self.grow = grow
+    self.grow = self.growth.name
     self.seed = int(seed)
     self.sparse_weights = []
     if isinstance(layer, keras.layers.Layer) and "dtype" not in kwargs:
       kwargs["dtype"] = layer.dtype_policy
-    super().__init__(layer, pruning_schedule=pruning_schedule, **kwargs)
+    super().__init__(layer, pruning_schedule=schedule, **kwargs)
+    self.pruning_obj = _Remask(self)
+
+  @property
+  def schedule(self):
+    """The layer's `RegrowthSchedule` (TF-MOT calls it `pruning_schedule`)."""
+    return self.pruning_schedule
+
+  @property
+  def pruning_step(self):
+    """TF-MOT's per-layer step counter, which itop_tf does not keep.
+
+    Updates follow `optimizer.iterations` (TF-MOT's counter counts layer
+    calls). A constant 0, so that TF-MOT's `UpdatePruningStep` finds the layer
+    initialised and leaves it alone.
+    """
+    return tf.constant(0, tf.int64)
 
   def build(self, input_shape):
     # Skip PruneLowMagnitude.build: it creates TF-MOT's threshold and
@@ -269,7 +391,8 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
         "rng_seed", shape=[], dtype=tf.int64, trainable=False,
         initializer=keras.initializers.Constant(self.seed))
     self.capture = None
-    if self.grow == "gradient":
+    if (self.growth.needs_dense_gradient and
+        not self.growth.captures_every_step):
       self.capture = self.add_weight(
           "capture_gradient", shape=[], dtype=tf.bool, trainable=False,
           initializer=keras.initializers.Zeros())
@@ -280,7 +403,7 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
         count = min(max(self.counts[i], 1), size)
       else:
         count = min(max(int(round(self.density * size)), 1), size)
-      init = ExactCountMask(count, seed=self.seed * 16 + i)
+      init = ExactCountMask(count, seed=kernel_seed(self.seed, i))
       suffix = "" if i == 0 else f"_{i}"
       mask = self.add_weight(
           "mask" + suffix, shape=weight.shape, dtype=tf.bool,
@@ -289,15 +412,22 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
           "ever_active" + suffix, shape=weight.shape, dtype=tf.bool,
           initializer=init, trainable=False)
       grad = None
-      if self.grow in ("gradient", "momentum"):
+      if self.growth.needs_dense_gradient:
         dtype = getattr(weight, "true_dtype", weight.dtype)
         grad = self.add_weight(
             "dense_grad" + suffix, shape=weight.shape, dtype=dtype,
             initializer=keras.initializers.Zeros(), trainable=False,
             synchronization=tf.VariableSynchronization.ON_READ,
             aggregation=tf.VariableAggregation.MEAN, autocast=False)
+      threshold = self.add_weight(
+          "threshold" + suffix, shape=[], dtype=tf.float32, trainable=False,
+          initializer=keras.initializers.Zeros())
       self.sparse_weights.append(
-          SparseWeight(owner, attr, weight, mask, union, grad, count))
+          SparseWeight(self, i, owner, attr, weight, mask, union, grad,
+                       threshold, count))
+    # TF-MOT's (weight, mask, threshold) triples, read by PruningSummaries.
+    self.pruning_vars = [(sw.weight, sw.mask, sw.threshold)
+                         for sw in self.sparse_weights]
     with tf.init_scope():
       self.apply_masks()
     self.built = True
@@ -313,8 +443,8 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     w = tf.where(sw.mask, w, tf.zeros_like(w))
     w = tf.cast(w, sw.owner.compute_dtype or w.dtype)
     if sw.dense_grad is not None:
-      decay = MOMENTUM_DECAY if self.grow == "momentum" else None
-      w = _capture_gradient(w, sw.dense_grad, self.capture, decay)
+      w = _capture_gradient(w, sw.dense_grad, self.capture,
+                            self.growth.gradient_decay)
     return w
 
   def call(self, inputs, training=None, **kwargs):
@@ -340,6 +470,8 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     config = super().get_config()
     config.pop("block_size", None)
     config.pop("block_pooling_type", None)
+    config.pop("sparsity_m_by_n", None)
+    config["schedule"] = config.pop("pruning_schedule")
     config.update({"density": self.density, "counts": self.counts,
                    "grow": self.grow, "seed": self.seed})
     return config
@@ -347,7 +479,8 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
   @classmethod
   def from_config(cls, config):
     config = dict(config)
-    config["pruning_schedule"] = schedules.RegrowthSchedule.from_config(
-        config["pruning_schedule"])
+    # Files saved before the rename store it as "pruning_schedule".
+    schedule = config.pop("schedule", None) or config.pop("pruning_schedule")
+    config["schedule"] = schedules.RegrowthSchedule.from_config(schedule)
     config["layer"] = keras.layers.deserialize(config["layer"])
     return cls(**config)

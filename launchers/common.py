@@ -376,7 +376,7 @@ def _worker_dir(f, strategy):
 def mask_digest(model):
   """sha256 of every mask and union, to compare runs and workers."""
   h = hashlib.sha256()
-  for wrapper in itop_tf.updaters.find_wrappers(model):
+  for wrapper in itop_tf.find_wrappers(model):
     for sw in wrapper.sparse_weights:
       h.update(np.packbits(sw.mask.numpy()).tobytes())
       h.update(np.packbits(sw.ever_active.numpy()).tobytes())

@@ -181,7 +181,7 @@ def test_reproduce_rejects_bad_model_entries():
 
 def test_sparsify_is_what_the_benchmarks_time():
   variant = harness.make_variant("itop", tiny_cnn, sparsity=0.75)
-  assert [type(w) for w in itop_tf.updaters.find_wrappers(variant.model)] == [
+  assert [type(w) for w in itop_tf.find_wrappers(variant.model)] == [
       itop_tf.PruneAndRegrow] * 2
 
 

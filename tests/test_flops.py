@@ -58,7 +58,9 @@ def test_flops_ratio_uses_schedule_and_multiplier():
     (10, 100, None, 0), (7, 100, None, 0), (10, 100, 75, 0), (10, 100, 500, 0),
     (10, 100, None, 5), (1, 3, None, 0), (200, 100, None, 0)])
 def test_num_updates_matches_counting_update_steps(interval, total, end, begin):
-  s = itop_tf.RegrowthSchedule(interval, total, end_step=end, begin_step=begin)
+  # initial_prune_fraction=0 admits a schedule with no update (200 > 100).
+  s = itop_tf.RegrowthSchedule(interval, total, end_step=end, begin_step=begin,
+                               initial_prune_fraction=0.0)
   assert s.num_updates == sum(s.is_update_step(t) for t in range(total + 1))
 
 

@@ -55,7 +55,7 @@ def test_flag_file_parses_and_builds_its_model(path):
                              multiplier=fv.multiplier)
   assert model.output_shape == (None, spec.num_classes)
   if fv.method == "dense":
-    assert not itop_tf.updaters.find_wrappers(model)
+    assert not itop_tf.find_wrappers(model)
     return
   rows = itop_tf.sparsity_report(model)
   active, size = sum(r["active"] for r in rows), sum(r["size"] for r in rows)

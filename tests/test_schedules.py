@@ -51,12 +51,32 @@ def test_zero_initial_fraction_is_static():
   assert all(s.prune_fraction(t) == 0.0 for t in range(0, 101, 10))
 
 
-def test_tensor_call_agrees_with_python():
-  s = itop_tf.RegrowthSchedule(7, 300, initial_prune_fraction=0.3)
-  for t in [0, 7, 8, 14, 150, 294, 300]:
-    due, frac = s(tf.constant(t))
-    assert bool(due) == s.is_update_step(t)
-    assert float(frac) == pytest.approx(s.prune_fraction(t), rel=1e-5)
+def test_calling_it_as_a_tfmot_sparsity_schedule_raises():
+  s = itop_tf.RegrowthSchedule(7, 300)
+  with pytest.raises(ValueError, match="not a target-sparsity schedule"):
+    s(tf.constant(7))
+
+
+def test_tfmot_prune_low_magnitude_with_it_fails_with_the_fix():
+  # TF-MOT would read the prune fraction (0.5 -> 0.005) as the sparsity.
+  import tensorflow_model_optimization as tfmot  # pylint: disable=g-import-not-at-top
+  from conftest import compile_sgd, mlp, toy_data  # pylint: disable=g-import-not-at-top
+  model = tfmot.sparsity.keras.prune_low_magnitude(
+      mlp(), pruning_schedule=itop_tf.RegrowthSchedule(2, 100))
+  x, y = toy_data(32)
+  with pytest.raises(ValueError, match=r"Use itop_tf.sparsify\(model"):
+    compile_sgd(model).fit(x, y, epochs=1, verbose=0, callbacks=[
+        tfmot.sparsity.keras.UpdatePruningStep()])
+
+
+def test_a_schedule_that_never_updates_is_refused():
+  with pytest.raises(ValueError, match="update_interval=1000 makes no update"
+                     ".*initial_prune_fraction=0 for static"):
+    itop_tf.RegrowthSchedule(update_interval=1000, total_steps=100)
+  with pytest.raises(ValueError, match="end_step=10"):
+    itop_tf.RegrowthSchedule(update_interval=10, total_steps=100, end_step=10)
+  static = itop_tf.RegrowthSchedule(1000, 100, initial_prune_fraction=0.0)
+  assert static.num_updates == 0
 
 
 def test_config_round_trip():
