@@ -8,7 +8,7 @@ which state that needs:
 - `RandomGrowth` ("random", SET): uniform random scores from a stateless RNG
   keyed by (layer seed, kernel, step), so a resumed run draws the same.
 - `GradientGrowth` ("gradient", RigL): |dense gradient| of the loss on the
-  mini-batch of the step before the update, averaged over replicas.
+  global mini-batch of the step before the update (all replicas).
 - `MomentumGrowth` ("momentum", SNFS): |moving average (decay 0.9) of the
   dense gradient|, updated every step.
 

@@ -11,9 +11,10 @@ The wrapper keeps, for each sparse kernel of the wrapped layer:
   `"momentum"`): the dense gradient of the loss with respect to the masked
   kernel, written in the backward pass of the step before an update
   (`capture` flag); for "momentum", a moving average of it, every step. It is
-  an ON_READ variable with MEAN aggregation: under `tf.distribute` each
-  replica writes its own, and a read in cross-replica context returns the
-  all-replica mean.
+  an ON_READ variable with SUM aggregation: under `tf.distribute` each
+  replica writes the gradient of its share of the loss, which Keras scales
+  by the global batch size, so a read in cross-replica context returns the
+  gradient of the whole global batch.
 - `threshold` (float32 scalar): the largest magnitude pruned by the last
   update, what TF-MOT's `PruningSummaries` plots as the threshold.
 
@@ -172,8 +173,8 @@ class SparseWeight:
     owner, attr: where the layer reads the kernel (`owner.attr`).
     weight: the kernel variable.
     mask, ever_active: bool variables of the kernel's shape.
-    dense_grad: ON_READ variable of the kernel's shape, or None unless the
-      growth rule needs the dense gradient.
+    dense_grad: ON_READ (SUM) variable of the kernel's shape, or None
+      unless the growth rule needs the dense gradient.
     threshold: float32 scalar variable, the largest magnitude pruned by the
       last update.
     count: number of active entries (constant over training).
@@ -418,7 +419,7 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
             "dense_grad" + suffix, shape=weight.shape, dtype=dtype,
             initializer=keras.initializers.Zeros(), trainable=False,
             synchronization=tf.VariableSynchronization.ON_READ,
-            aggregation=tf.VariableAggregation.MEAN, autocast=False)
+            aggregation=tf.VariableAggregation.SUM, autocast=False)
       threshold = self.add_weight(
           "threshold" + suffix, shape=[], dtype=tf.float32, trainable=False,
           initializer=keras.initializers.Zeros())

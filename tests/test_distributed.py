@@ -52,17 +52,31 @@ def test_mirrored_two_replicas_keep_identical_masks(grow, update_jit):
   _assert_replicas_identical(strategy, model)
 
 
-def test_gradient_is_mean_over_replicas():
+def test_captured_gradient_is_the_global_batch_gradient():
+  # Each replica captures the gradient of its half of the batch; read
+  # across replicas it must be the gradient of the whole global batch at
+  # the weights of the update step, as tape.gradient gives it.
   strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  x, y = toy_data(32)
   with strategy.scope():
     model = itop_tf.sparsify(
         mlp(), sparsity=0.5, grow="gradient",
-        schedule=itop_tf.RegrowthSchedule(update_interval=3, total_steps=10))
-  sw = itop_tf.MaskUpdater(model).wrappers[0].sparse_weights[0]
-  parts = strategy.experimental_local_results(sw.dense_grad)
-  parts[0].assign(tf.ones(sw.dense_grad.shape))
-  parts[1].assign(3 * tf.ones(sw.dense_grad.shape))
-  np.testing.assert_allclose(tf.convert_to_tensor(sw.dense_grad).numpy(), 2.0)
+        schedule=itop_tf.RegrowthSchedule(update_interval=1, total_steps=10))
+    compile_sgd(model)
+  plain = itop_tf.strip(model)
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  with tf.GradientTape() as tape:
+    loss = loss_fn(y, plain(x, training=True))
+  expected = tape.gradient(loss, [l.kernel for l in plain.layers])
+  model.fit(x, y, batch_size=32, epochs=1, verbose=0,
+            callbacks=[itop_tf.ITOPCallback()])  # one step, then an update
+  for want, w in zip(expected, itop_tf.MaskUpdater(model).wrappers):
+    sw = w.sparse_weights[0]
+    parts = [p.numpy() for p in
+             strategy.experimental_local_results(sw.dense_grad)]
+    assert not np.allclose(parts[0], parts[1])  # each replica its own half
+    np.testing.assert_allclose(tf.convert_to_tensor(sw.dense_grad).numpy(),
+                               want.numpy(), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("grow", ["random", "gradient"])

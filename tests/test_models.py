@@ -80,9 +80,20 @@ def test_erk_forced_dense_layer_counts_as_explored_and_is_not_updated():
   model = itop_tf.sparsify(small_cnn(), 0.5, schedule=_schedule())
   dense = [sw for _, sw in kernels(model) if sw.is_dense]
   assert dense, "ERK should make the small depthwise kernel dense"
-  _fit_images(model)
+  callback = itop_tf.ITOPCallback()
+  rng = np.random.default_rng(0)
+  compile_sgd(model).fit(rng.normal(size=(64, 8, 8, 3)).astype("float32"),
+                         rng.integers(0, 4, 64), batch_size=16, epochs=2,
+                         verbose=0, callbacks=[callback])
   assert all(sw.mask.numpy().all() and sw.ever_active.numpy().all()
              for sw in dense)
+  # Updates ran on the sparse kernels and left the dense one out (an update
+  # on an all-ones mask would regrow what it pruned, unseen by the masks).
+  regrown = callback.updater.last_stats["regrown"]
+  assert callback.updater.last_stats["step"] == 6
+  assert sorted(regrown) == sorted(sw.name for _, sw in kernels(model)
+                                   if not sw.is_dense)
+  assert all(sw.name not in regrown for sw in dense)
 
 
 def test_embedding_and_lstm_layers():

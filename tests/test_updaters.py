@@ -281,22 +281,54 @@ def test_dense_gradient_is_captured_only_before_updates():
   model = sparse_mlp(sparsity=0.8, interval=5, grow="gradient")
   _train(model, 3, [itop_tf.ITOPCallback()])
   assert all(not sw.dense_grad.numpy().any() for _, sw in kernels(model))
-  model2 = sparse_mlp(sparsity=0.8, interval=5, grow="gradient")
-  updater = None
 
-  class Grab(keras.callbacks.Callback):
-    grads = None
 
-    def on_train_batch_end(self, batch, logs=None):
-      if int(self.model.optimizer.iterations.numpy()) == 5:
-        Grab.grads = [sw.dense_grad.numpy().copy()
-                      for _, sw in kernels(self.model)]
+def _reference_gradients(model, xb, yb):
+  """d loss / d masked kernel on (xb, yb), from a plain copy of `model`."""
+  plain = itop_tf.strip(model)
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  kernels_ = [l.kernel for l in plain.layers]
+  with tf.GradientTape() as tape:
+    loss = loss_fn(yb, plain(xb, training=True))
+  return [g.numpy() for g in tape.gradient(loss, kernels_)]
 
-  _train(model2, 5, [Grab(), itop_tf.ITOPCallback()])
-  del updater
-  # Dense: nonzero also where the mask is off.
-  for g, (_, sw) in zip(Grab.grads, kernels(model2)):
-    assert np.abs(g[~sw.mask.numpy()]).sum() > 0
+
+def test_captured_gradient_is_the_dense_gradient_of_the_update_step():
+  # Capture runs inside the XLA-compiled step of step 5 (the update step):
+  # it must equal tape.gradient of that step's batch at that step's weights,
+  # at inactive entries too, and not the gradient of an earlier batch.
+  model = sparse_mlp(sparsity=0.8, interval=5, grow="gradient")
+  opt = keras.optimizers.SGD(0.1, momentum=0.9)
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  x, y = toy_data()
+
+  @tf.function(jit_compile=True)
+  def train_step(xb, yb):
+    with tf.GradientTape() as tape:
+      loss = loss_fn(yb, model(xb, training=True))
+    grads = tape.gradient(loss, model.trainable_variables)
+    opt.apply_gradients(zip(grads, model.trainable_variables))
+
+  updater = itop_tf.MaskUpdater(model, opt)
+  updater.initialize(0)
+  batches = [(x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16])
+             for i in range(5)]
+  for i, (xb, yb) in enumerate(batches):
+    if i == 4:
+      expected = _reference_gradients(model, xb, yb)  # weights of step 5
+      earlier = _reference_gradients(model, *batches[3])
+    updater.before_step()
+    train_step(xb, yb)
+    if i < 4:
+      assert all(not sw.dense_grad.numpy().any() for _, sw in kernels(model))
+  captured = [sw.dense_grad.numpy() for _, sw in kernels(model)]
+  for got, want, old, (_, sw) in zip(captured, expected, earlier,
+                                     kernels(model)):
+    inactive = ~sw.mask.numpy()
+    assert np.abs(want[inactive]).sum() > 0  # dense, not masked
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(got, old, rtol=1e-4, atol=1e-6)
+  assert updater.after_step()["step"] == 5
 
 
 def test_custom_training_loop_with_mask_updater():
