@@ -133,9 +133,11 @@ def peak_rows(name, f):
             f"--image_size={f.image_size}",
             "--update_jit" if f.update_jit else "--noupdate_jit"]
     out = subprocess.run(args, check=True, capture_output=True, text=True)
-    peak = json.loads(out.stdout.strip().splitlines()[-1])["peak_bytes"]
+    reply = json.loads(out.stdout.strip().splitlines()[-1])
+    peak = reply["peak_bytes"]
     dense = peak if dense is None else dense
-    rows.append({"model": name, "variant": kind, "peak_mib": peak / 2**20,
+    rows.append({"model": name, "variant": kind, "pid": reply["pid"],
+                 "measured": reply["variant"], "peak_mib": peak / 2**20,
                  "over_dense_mib": (peak - dense) / 2**20})
   return rows
 
@@ -170,7 +172,8 @@ def run(f):
 def run_or_child(f):
   """Runs the benchmark, or with --child one variant's peak measurement."""
   if f.child:
-    print(json.dumps({"peak_bytes": child(f.child, f)}))
+    print(json.dumps({"peak_bytes": child(f.child, f), "pid": os.getpid(),
+                      "variant": f.child.split(":")[1]}))
     return None
   return run(f)
 

@@ -80,15 +80,34 @@ def measure(name, f):
     for kind, timer in timers.items():
       samples[kind] += timer.run(f.steps)
 
+  rows = summarize(samples, [int(s) for s in f.update_intervals])
+  for row in rows:
+    row.update(model=name, batch=batch,
+               image_size=32 if name == "resnet20" else f.image_size)
+  return rows
+
+
+def summarize(samples, intervals):
+  """Median plain and update steps per variant, amortized against dense.
+
+  Args:
+    samples: `{variant: [(seconds, is_update_step), ...]}` with a "dense"
+      entry.
+    intervals: the Delta T values to amortize the update over.
+
+  Returns:
+    One row per variant: "variant", "plain_s", "update_step_s" (the plain
+    step where a variant has no update step) and `ratio_dt<Delta T>` =
+    `(plain + (update - plain) / Delta T) / dense plain`.
+  """
   dense = float(np.median([t for t, _ in samples["dense"]]))
   rows = []
   for kind, times in samples.items():
     plain = float(np.median([t for t, u in times if not u]))
     updates = [t for t, u in times if u]
     update = float(np.median(updates)) if updates else plain
-    row = {"model": name, "variant": kind, "batch": batch,
-           "image_size": 32 if name == "resnet20" else f.image_size, "plain_s": plain, "update_step_s": update}
-    for dt in (int(s) for s in f.update_intervals):
+    row = {"variant": kind, "plain_s": plain, "update_step_s": update}
+    for dt in intervals:
       row[f"ratio_dt{dt}"] = (plain + (update - plain) / dt) / dense
     rows.append(row)
   return rows

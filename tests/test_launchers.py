@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -186,7 +187,12 @@ def test_fashion_mnist_launcher_prints_summary_and_writes_tensorboard(
   results = json.load(open(tmp_path / "results.json"))
   assert results["test_accuracy"] > 0.5  # the bands are easy; chance is 0.1
   assert results["exploration_rate"] > 0.15
-  assert "itop_rate" in out.stdout  # in the per-epoch progress line
+  # One progress line per epoch (--verbose=2) shows R_s as it is after the
+  # epoch's last update: non-decreasing, and the last is the final R_s.
+  shown = [float(m) for m in re.findall(r" - itop_rate: ([0-9.]+)",
+                                        out.stdout)]
+  assert len(shown) == 2 and shown[0] > 0.1 and shown == sorted(shown)
+  assert shown[-1] == pytest.approx(results["exploration_rate"], abs=1e-4)
   tags = set()
   for path in glob.glob(str(tmp_path / "tensorboard" / "**" / "events.*"),
                         recursive=True):
