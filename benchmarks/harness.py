@@ -36,7 +36,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from launchers import common
+from launchers import launcher_flags
 from launchers import models
 
 VARIANTS = ("dense", "tfmot", "itop")
@@ -50,7 +50,7 @@ NETWORKS = {
 
 def define_network_flags(flag_values):
   """--models, --batch_size, --resnet50_batch_size, --image_size."""
-  define = common.flag_definer(flag_values)
+  define = launcher_flags.flag_definer(flag_values)
   define("list", "models", ["resnet20", "resnet50"],
          f"Networks, of {sorted(NETWORKS)}.")
   define("integer", "batch_size", 128, "ResNet-20 batch size.")

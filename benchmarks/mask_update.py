@@ -25,7 +25,7 @@ import numpy as np
 import tf_keras as keras
 
 from benchmarks import harness
-from launchers import common
+from launchers import launcher_flags
 from launchers import models
 
 WIDTH = 1024
@@ -34,7 +34,7 @@ WIDTH = 1024
 def define_flags(flag_values=flags.FLAGS):
   """Defines the benchmark's flags on `flag_values`."""
 
-  define = common.flag_definer(flag_values)
+  define = launcher_flags.flag_definer(flag_values)
   define("list", "params", ["1", "2.5", "5", "10", "25"],
          "MLP sizes in millions of weights (1024-wide Dense layers).")
   define("bool", "resnet50", True, "Also time the real ResNet-50.")

@@ -35,14 +35,14 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import harness
-from launchers import common
+from launchers import launcher_flags
 
 
 def define_flags(flag_values=flags.FLAGS):
   """Defines the benchmark's flags on `flag_values`."""
 
   harness.define_network_flags(flag_values)
-  define = common.flag_definer(flag_values)
+  define = launcher_flags.flag_definer(flag_values)
   define("float", "sparsity", 0.9, "Sparsity.")
   define("integer", "steps", 3, "Training steps of the peak measurement "
          "(0 skips it).")

@@ -1,7 +1,7 @@
 r"""The ITOP paper's claims in miniature, on offline Fashion-MNIST (CPU).
 
 Trains every (model, sparsity, method, seed) of the grid with the Fashion-MNIST
-launcher (`launchers.common.train`, the code path of `train_cifar.py`), then
+launcher (`launchers.trainer.train`, the code path of `train_cifar.py`), then
 writes a Markdown table (test accuracy mean +- std over seeds, final R_s,
 training FLOPs against dense) and two PNG plots (R_s over training steps per
 method; accuracy against final R_s) to --out.
@@ -45,7 +45,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from benchmarks import harness
-from launchers import common
+from launchers import launcher_flags
+from launchers import trainer
 from launchers import datasets
 
 METHODS = ("dense", "static", "set", "rigl", "set_itop", "rigl_itop")
@@ -55,7 +56,7 @@ RATE_TAG = "itop/exploration_rate"
 def define_flags(flag_values=flags.FLAGS):
   """Defines the reproduction's flags on `flag_values`."""
 
-  define = common.flag_definer(flag_values)
+  define = launcher_flags.flag_definer(flag_values)
   define("list", "models", ["lenet_300_100:5", "small_cnn:2"],
          "model:epochs pairs (lenet_300_100, small_cnn).")
   define("list", "sparsities", ["0.9", "0.95", "0.98"], "Sparsities.")
@@ -149,7 +150,7 @@ def train_one(f, name, model, epochs, sparsity, method, seed,
   done = os.path.join(model_dir, "results.json")
   if not os.path.exists(done):
     fv = flags.FlagValues()
-    common.define_flags(*common.CIFAR, flag_values=fv)
+    launcher_flags.define_flags(*launcher_flags.CIFAR, flag_values=fv)
     args = ["--dataset=fashion_mnist", f"--model={model}",
             f"--epochs={epochs}", f"--sparsity={sparsity}",
             f"--batch_size={f.batch_size}", f"--lr={f.lr}",
@@ -162,7 +163,7 @@ def train_one(f, name, model, epochs, sparsity, method, seed,
       args.append(f"--manual_dir={f.manual_dir}")
     args += method_flags(method, steps_per_epoch, epochs, f)
     fv(["reproduce", *args])
-    common.train(fv)
+    trainer.train(fv)
     keras.backend.clear_session()
   with open(done) as fh:
     results = json.load(fh)

@@ -35,13 +35,13 @@ from absl import flags
 import numpy as np
 
 from benchmarks import harness
-from launchers import common
+from launchers import launcher_flags
 
 def define_flags(flag_values=flags.FLAGS):
   """Defines the benchmark's flags on `flag_values`."""
 
   harness.define_network_flags(flag_values)
-  define = common.flag_definer(flag_values)
+  define = launcher_flags.flag_definer(flag_values)
   define("float", "sparsity", 0.9, "Sparsity of both sparse variants.")
   define("integer", "steps", 10, "Steps per variant per round (one of them "
          "updates the masks).")

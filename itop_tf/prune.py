@@ -15,7 +15,6 @@ import contextlib
 import numbers
 
 import numpy as np
-import tensorflow as tf
 import tf_keras as keras
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 

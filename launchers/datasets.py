@@ -18,8 +18,9 @@ evaluates on a central crop of 87.5%; Fashion-MNIST is not augmented.
 Example:
 
 >>> spec = DATASETS["cifar10"]
->>> train = make_train_fn(spec, data_dir=None, global_batch=128, seed=0,
-...                       steps_per_epoch=390, start_step=0, num_classes=10)
+>>> b = builder(spec, data_dir=None)
+>>> train = make_train_fn(spec, b, global_batch=128, seed=0,
+...                       steps_per_epoch=390, start_step=0, epochs=250)
 >>> ds = strategy.distribute_datasets_from_function(train)
 """
 

@@ -13,7 +13,7 @@ every run of the paper's tables.
   python launchers/train_cifar.py \
       --flagfile=launchers/configs/fashion_mnist_rigl_itop.cfg
 
-See launchers/common.py for what a run does (resume, TensorBoard, summary).
+See launchers/trainer.py for what a run does (resume, TensorBoard, summary).
 """
 
 import os
@@ -26,9 +26,10 @@ if __package__ in (None, ""):  # run as a script: make `launchers` importable
 import itop_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
 from absl import app
 
-from launchers import common
+from launchers import launcher_flags
+from launchers import trainer
 
-common.define_flags(*common.CIFAR)
+launcher_flags.define_flags(*launcher_flags.CIFAR)
 
 if __name__ == "__main__":
-  app.run(common.run)
+  app.run(trainer.run)

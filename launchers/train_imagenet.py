@@ -11,7 +11,7 @@ under --data_dir (TFDS needs the tars from image-net.org in --manual_dir).
       --data_dir=gs://my-bucket/tfds --model_dir=gs://my-bucket/runs/r50_90 \
       --strategy=mirrored
 
-See launchers/common.py for what a run does (resume, TensorBoard, summary).
+See launchers/trainer.py for what a run does (resume, TensorBoard, summary).
 """
 
 import os
@@ -24,9 +24,10 @@ if __package__ in (None, ""):  # run as a script: make `launchers` importable
 import itop_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
 from absl import app
 
-from launchers import common
+from launchers import launcher_flags
+from launchers import trainer
 
-common.define_flags(*common.IMAGENET)
+launcher_flags.define_flags(*launcher_flags.IMAGENET)
 
 if __name__ == "__main__":
-  app.run(common.run)
+  app.run(trainer.run)

@@ -1,7 +1,6 @@
 """RigL-ITOP at 90% sparsity learns real data (scikit-learn digits)."""
 
 import numpy as np
-import tensorflow as tf
 import tf_keras as keras
 from sklearn.datasets import load_digits
 

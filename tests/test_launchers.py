@@ -15,8 +15,10 @@ import tensorflow_datasets as tfds
 import tf_keras as keras
 
 import itop_tf
-from launchers import common
 from launchers import datasets
+from launchers import launcher_flags
+from launchers import trainer
+from launchers import training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "launchers", "configs", "*.cfg")))
@@ -24,14 +26,14 @@ CONFIGS = sorted(glob.glob(os.path.join(ROOT, "launchers", "configs", "*.cfg")))
 
 def parse(launcher, *args):
   fv = flags.FlagValues()
-  common.define_flags(*launcher, flag_values=fv)
+  launcher_flags.define_flags(*launcher, flag_values=fv)
   fv(["prog", *args])
   return fv
 
 
 def _launcher(path):
-  return common.IMAGENET if "imagenet" in os.path.basename(path) else (
-      common.CIFAR)
+  return launcher_flags.IMAGENET if "imagenet" in os.path.basename(path) else (
+      launcher_flags.CIFAR)
 
 
 def test_there_is_a_flag_file_for_every_run_of_the_paper():
@@ -52,7 +54,7 @@ def test_flag_file_parses_and_builds_its_model(path):
   spec = datasets.DATASETS[fv.dataset]
   if fv.dataset == "imagenet2012":
     spec = datasets.with_image_size(spec, fv.image_size)
-  model = common.build_model(fv, spec, total_steps=10_000,
+  model = training.build_model(fv, spec, total_steps=10_000,
                              multiplier=fv.multiplier)
   assert model.output_shape == (None, spec.num_classes)
   if fv.method == "dense":
@@ -62,7 +64,7 @@ def test_flag_file_parses_and_builds_its_model(path):
   active, size = sum(r["active"] for r in rows), sum(r["size"] for r in rows)
   assert active == round((1 - fv.sparsity) * size)
   wrapper = itop_tf.MaskUpdater(model).wrappers[0]
-  assert wrapper.grow == common.GROW[fv.method]
+  assert wrapper.grow == training.GROW[fv.method]
   schedule = wrapper.pruning_schedule
   assert schedule.update_interval == fv.update_interval
   assert schedule.initial_prune_fraction == (
@@ -73,7 +75,7 @@ def test_flag_file_parses_and_builds_its_model(path):
 def _run_in_process(launcher, tmp_path, *args):
   fv = parse(launcher, f"--model_dir={tmp_path / 'run'}", "--verbose=0",
              "--checkpoint_every=0", *args)
-  return common.train(fv), fv
+  return trainer.train(fv), fv
 
 
 def test_cifar_launcher_runs_end_to_end_on_mock_data(tmp_path, monkeypatch):
@@ -81,7 +83,7 @@ def test_cifar_launcher_runs_end_to_end_on_mock_data(tmp_path, monkeypatch):
   monkeypatch.setattr(datasets, "num_train_examples", lambda b, spec: 16)
   with tfds.testing.mock_data(num_examples=16):
     results, _ = _run_in_process(
-        common.CIFAR, tmp_path, "--dataset=cifar100", "--model=vgg_c",
+        launcher_flags.CIFAR, tmp_path, "--dataset=cifar100", "--model=vgg_c",
         "--method=set", "--sparsity=0.95", "--batch_size=8", "--epochs=2",
         "--update_interval=1", "--nojit")
   assert results["step"] == 4 and results["method"] == "set"
@@ -97,7 +99,7 @@ def test_imagenet_launcher_runs_resnet50_on_mock_data(tmp_path, monkeypatch):
   monkeypatch.setattr(datasets, "num_train_examples", lambda b, spec: 8)
   with tfds.testing.mock_data(num_examples=8):
     results, _ = _run_in_process(
-        common.IMAGENET, tmp_path, "--data_dir=/mock", "--image_size=32",
+        launcher_flags.IMAGENET, tmp_path, "--data_dir=/mock", "--image_size=32",
         "--batch_size=4", "--epochs=1", "--warmup_epochs=0.5",
         "--update_interval=1", "--sparsity=0.8", "--nojit")
   assert results["step"] == 2 and results["method"] == "rigl"
@@ -107,7 +109,7 @@ def test_imagenet_launcher_runs_resnet50_on_mock_data(tmp_path, monkeypatch):
 
 def test_dense_method_trains_without_masks(tmp_path, fashion_data):
   results, _ = _run_in_process(
-      common.CIFAR, tmp_path, "--dataset=fashion_mnist",
+      launcher_flags.CIFAR, tmp_path, "--dataset=fashion_mnist",
       "--model=lenet_300_100", "--method=dense", "--epochs=1",
       "--batch_size=64", f"--data_dir={fashion_data[0]}",
       f"--manual_dir={fashion_data[1]}")
@@ -120,7 +122,7 @@ def test_mixed_precision_run_keeps_exact_sparsity(tmp_path, fashion_data,
                                                   policy):
   try:
     results, _ = _run_in_process(
-        common.CIFAR, tmp_path, f"--mixed_precision={policy}",
+        launcher_flags.CIFAR, tmp_path, f"--mixed_precision={policy}",
         "--dataset=fashion_mnist", "--model=lenet_300_100", "--epochs=1",
         "--batch_size=64", "--update_interval=3", "--eval_every=0",
         f"--data_dir={fashion_data[0]}", f"--manual_dir={fashion_data[1]}")
@@ -131,18 +133,18 @@ def test_mixed_precision_run_keeps_exact_sparsity(tmp_path, fashion_data,
 
 
 def test_batch_not_divisible_by_replicas_stops_before_training(tmp_path):
-  fv = parse(common.CIFAR, "--strategy=mirrored", "--batch_size=7",
+  fv = parse(launcher_flags.CIFAR, "--strategy=mirrored", "--batch_size=7",
              f"--model_dir={tmp_path}")
   with pytest.raises(app.UsageError, match="not divisible by the 2 replicas"):
-    common.train(fv)
+    trainer.train(fv)
   assert not os.listdir(tmp_path)
 
 
 def test_jit_on_several_cpu_replicas_stops_before_training(tmp_path):
-  fv = parse(common.CIFAR, "--strategy=mirrored", "--batch_size=8", "--jit",
+  fv = parse(launcher_flags.CIFAR, "--strategy=mirrored", "--batch_size=8", "--jit",
              f"--model_dir={tmp_path}")
   with pytest.raises(app.UsageError, match="pass --nojit"):
-    common.train(fv)
+    trainer.train(fv)
   assert not os.listdir(tmp_path)
 
 
@@ -155,7 +157,7 @@ def test_jit_on_several_cpu_replicas_stops_before_training(tmp_path):
 ])
 def test_bad_flags_get_one_clear_error_at_parse_time(args, message):
   with pytest.raises(flags.IllegalFlagValueError) as error:
-    parse(common.CIFAR, *args)
+    parse(launcher_flags.CIFAR, *args)
   assert message in str(error.value)
 
 

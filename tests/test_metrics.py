@@ -1,7 +1,6 @@
 """itop_rate is a Keras metric: progress bar, History, TensorBoard, evaluate."""
 
 import glob
-import os
 
 import numpy as np
 import pytest

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from launchers import common
+from launchers import checkpointing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,7 +47,7 @@ def uninterrupted(fashion_data, tmp_path_factory):
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM,
-                                       common.PREEMPTED_EXIT_CODE),
+                                       checkpointing.PREEMPTED_EXIT_CODE),
                                       (signal.SIGKILL, -signal.SIGKILL)])
 def test_killed_run_resumes_to_the_same_masks_and_rate(
     fashion_data, uninterrupted, tmp_path, sig, code):

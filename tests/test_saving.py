@@ -1,6 +1,5 @@
 """Saving, loading, stripping and resuming keep masks, union and schedule."""
 
-import os
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import itop_tf
-from conftest import compile_sgd, kernels, mlp, small_cnn, sparse_mlp, toy_data
+from conftest import compile_sgd, kernels, sparse_mlp, toy_data
 
 
 def _fit(model, steps, callbacks=(), initial_epoch=0, epochs=1):

@@ -1,6 +1,5 @@
 """RegrowthSchedule: update steps, cosine prune fraction, serialization."""
 
-import math
 
 import pytest
 import tensorflow as tf
