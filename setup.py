@@ -18,6 +18,7 @@ setuptools.setup(
         "tensorflow-model-optimization==0.8.1",
         "tensorboard==2.21.0",
         "absl-py==1.4.0",
+        "ai-edge-litert==2.3.0",
         "numpy>=1.26,<3",
     ],
     extras_require={

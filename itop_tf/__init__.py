@@ -24,6 +24,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 from itop_tf import growth
 from itop_tf.callbacks import ITOPCallback
 from itop_tf.distributions import layer_counts
+from itop_tf.export import ExportReport
+from itop_tf.export import export_tflite
 from itop_tf.distributions import layer_densities
 from itop_tf.flops import forward_flops
 from itop_tf.flops import training_flops
@@ -44,8 +46,8 @@ from itop_tf.wrapper import find_wrappers
 __version__ = "0.1.0"
 
 __all__ = [
-    "ExplorationRate", "ITOPCallback", "MaskUpdater", "PruneAndRegrow",
-    "RegrowthSchedule", "custom_objects", "exploration_rate", "find_wrappers",
+    "ExplorationRate", "ExportReport", "ITOPCallback", "MaskUpdater", "PruneAndRegrow",
+    "RegrowthSchedule", "custom_objects", "exploration_rate", "export_tflite", "find_wrappers",
     "format_report", "forward_flops", "growth", "layer_counts",
     "layer_densities", "scope", "sparsify", "sparsity_report", "strip",
     "training_flops", "training_flops_ratio",

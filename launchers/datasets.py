@@ -27,6 +27,7 @@ Example:
 import dataclasses
 from typing import Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -256,6 +257,23 @@ def make_eval_dataset(spec, b, global_batch):
   options.experimental_distribute.auto_shard_policy = (
       tf.data.experimental.AutoShardPolicy.DATA)
   return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def calibration_inputs(spec, b, count=200):
+  """The first `count` training inputs, evaluation-preprocessed, as an array.
+
+  What int8 post-training quantization calibrates on (not the test split).
+  """
+  ds = _as_dataset(b, spec, spec.train_split).take(count).map(
+      lambda image, label: preprocess_eval(image, label, spec)[0],
+      num_parallel_calls=AUTOTUNE)
+  return np.stack(list(ds.as_numpy_iterator()))
+
+
+def as_arrays(ds):
+  """(inputs, labels) arrays of a finite dataset of (inputs, labels) batches."""
+  xs, ys = zip(*ds.as_numpy_iterator())
+  return np.concatenate(xs), np.concatenate(ys)
 
 
 def num_train_examples(b, spec):

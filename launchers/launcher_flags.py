@@ -132,6 +132,12 @@ def define_flags(dataset_names, defaults, flag_values=FLAGS):
          "Evaluate every this many epochs (0: only at the end).")
   define("bool", "deterministic", False,
          "tf.config.experimental.enable_op_determinism().")
+  define("enum", "export", "none",
+         "After training, write a LiteRT file with sparse weights into "
+         "--model_dir (model.tflite, or model_int8.tflite: int8 post-training "
+         "quantization calibrated on training inputs) and report its size "
+         "against the dense export and its test accuracy in the LiteRT "
+         "interpreter.", ["none", "tflite", "tflite_int8"])
   define("integer", "verbose", 1,
          "Keras verbosity: 1 progress bar, 2 one line per epoch, 0 silent.")
   _register_validators(flag_values)
@@ -191,6 +197,11 @@ def _register_validators(fv):
       ["warmup_epochs", "epochs"],
       lambda f: _check(0 <= f["warmup_epochs"] < f["epochs"],
                        "--warmup_epochs must be in [0, --epochs)."))
+  multi(
+      ["export", "method"],
+      lambda f: _check(f["export"] == "none" or f["method"] != "dense",
+                       "--export writes a sparse model: --method=dense has "
+                       "none (use static, set or rigl)."))
   multi(
       ["model", "dataset"],
       lambda f: _check(

@@ -141,6 +141,8 @@ def train(f):
 
   results = evaluate_and_report(f, model, eval_ds, multiplier, step)
   os.makedirs(write_dir, exist_ok=True)
+  if f.export != "none" and checkpoints.is_chief:
+    results["tflite"] = export(f, model, spec, builder, eval_ds, write_dir)
   with open(os.path.join(write_dir, "results.json"), "w") as out:
     json.dump(results, out, indent=1)
   checkpoints.finish()
@@ -174,11 +176,36 @@ def evaluate_and_report(f, model, eval_ds, multiplier, step):
   return results
 
 
+def export(f, model, spec, builder, eval_ds, write_dir):
+  """Writes the --export LiteRT file; its report (interpreter accuracy) as a dict."""
+  quantize = "int8" if f.export == "tflite_int8" else None
+  name = "model_int8.tflite" if quantize else "model.tflite"
+  report = itop_tf.export_tflite(
+      model, os.path.join(write_dir, name), quantize=quantize,
+      representative_data=(datasets.calibration_inputs(spec, builder)
+                           if quantize else None),
+      eval_data=datasets.as_arrays(eval_ds))
+  logging.info("LiteRT export:\n%s", report)
+  keep = ("path", "quantize", "sparse_encoding", "bytes", "gzip_bytes",
+          "dense_bytes", "size_ratio", "gzip_ratio", "accuracy",
+          "keras_accuracy", "accuracy_delta", "note")
+  return {k: v for k, v in report.to_dict().items() if k in keep}
+
+
 def summary_line(results):
-  """The launcher's last line: accuracy, sparsity, R_s, training FLOPs."""
-  return (f"final: test_accuracy={results['test_accuracy']:.4f} "
+  """The launcher's last line: accuracy, sparsity, R_s, training FLOPs.
+
+  With --export it ends with the LiteRT file's size and interpreter accuracy.
+  """
+  line = (f"final: test_accuracy={results['test_accuracy']:.4f} "
           f"sparsity={results['sparsity']:.3f} "
           f"R_s={results['exploration_rate']:.4f} "
           f"train_flops={results['train_flops']:.3f}x dense "
           f"({results['method']}, {results['multiplier']}x, "
           f"step {results['step']})")
+  lite = results.get("tflite")
+  if lite:
+    line += (f" tflite={lite['bytes'] / 1024:.1f}KiB "
+             f"({lite['size_ratio']:.1f}x smaller than dense) "
+             f"tflite_accuracy={lite['accuracy']:.4f}")
+  return line

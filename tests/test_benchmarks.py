@@ -13,6 +13,7 @@ from benchmarks import mask_update
 from benchmarks import memory
 from benchmarks import reproduce
 from benchmarks import step_overhead
+from benchmarks import tflite_export
 
 
 def parse(module, *args):
@@ -227,3 +228,44 @@ def test_claims_check_order_correlation_and_gap_to_dense():
   results[3]["exploration_rate"] = 0.05  # SET below static
   lines = reproduce.claims(results, reproduce.aggregate(results))
   assert "| m | 0.9 | no | +0.90 (5 runs) |" in lines[2]
+
+
+def test_tflite_export_smoke_reports_sizes_accuracy_and_latency(
+    tmp_path, fashion_data, capsys):
+  data_dir, manual = fashion_data
+  fv = parse(tflite_export, "--models=lenet_300_100:1", "--sparsities=0.9",
+             "--latency_models=lenet_300_100", "--threads=1", "--rounds=1",
+             "--invokes=3", "--batch_size=64", "--update_interval=4",
+             f"--data_dir={data_dir}",
+             f"--manual_dir={manual}", f"--work_dir={tmp_path}",
+             f"--out={tmp_path / 'rows.json'}")
+  sizes, latency = tflite_export.run(fv)
+  by = {(r["type"], r["sparse_encoding"]): r for r in sizes}
+  assert set(by) == {("float32", True), ("int8", False), ("int8", True)}
+  assert by[("float32", True)]["size_ratio"] > 3
+  assert by[("int8", False)]["default_delegates"]
+  assert not by[("int8", True)]["default_delegates"]
+  assert by[("int8", True)]["bytes"] < by[("int8", False)]["bytes"]
+  for r in sizes:  # the interpreter's accuracy, next to Keras'
+    assert abs(r["accuracy_delta"]) <= 0.02 and r["accuracy"] > 0.3
+  row, = latency
+  assert row["densify_ops"] >= 1 and row["sparse_tensors"] >= 1
+  assert row["dense_ms"] > 0 and row["sparse_ms"] > 0
+  assert "| lenet_300_100 | 0.9 | int8 |" in capsys.readouterr().out
+  assert (tmp_path / "rows.json").exists()
+
+
+def test_mobilenet_style_meets_xnnpack_sparse_inference_conditions():
+  model, shape = tflite_export.latency_model("mobilenet_style")
+  assert shape == (1, 96, 96, 3)
+  rows = {r["layer"]: r for r in itop_tf.sparsity_report(model)}
+  pointwise = [n for n in rows if n.startswith("pw")]
+  assert len(pointwise) == 6
+  # At least 2/3 of the 1x1 weights zero (here 80% each).
+  assert all(rows[n]["density"] == pytest.approx(0.2, abs=1e-3)
+             for n in pointwise)
+  assert not any(n.startswith("dw") or n == "stem" for n in rows)
+  stem = model.get_layer("stem")
+  assert stem.kernel_size == (3, 3) and stem.strides == (2, 2)
+  assert stem.padding == "valid" and stem.input_shape[-1] == 3
+  assert isinstance(model.layers[1], keras.layers.ZeroPadding2D)

@@ -132,6 +132,28 @@ def test_mixed_precision_run_keeps_exact_sparsity(tmp_path, fashion_data,
   assert results["sparsity"] == pytest.approx(0.9, abs=1e-6)
 
 
+def test_export_flag_writes_int8_litert_file_and_reports_it(
+    tmp_path, fashion_data, capsys):
+  results, _ = _run_in_process(
+      launcher_flags.CIFAR, tmp_path, "--dataset=fashion_mnist",
+      "--model=lenet_300_100", "--epochs=1", "--batch_size=64",
+      "--update_interval=4", "--export=tflite_int8",
+      f"--data_dir={fashion_data[0]}", f"--manual_dir={fashion_data[1]}")
+  lite = results["tflite"]
+  assert lite["path"] == str(tmp_path / "run" / "model_int8.tflite")
+  assert os.path.getsize(lite["path"]) == lite["bytes"]
+  assert lite["quantize"] == "int8" and lite["size_ratio"] > 2
+  # The interpreter's accuracy is the launcher's test accuracy, give or
+  # take int8 rounding; the Keras side is the same evaluation.
+  assert lite["keras_accuracy"] == pytest.approx(results["test_accuracy"],
+                                                 abs=1e-6)
+  assert abs(lite["accuracy_delta"]) <= 0.02
+  saved = json.load(open(tmp_path / "run" / "results.json"))
+  assert saved["tflite"] == lite
+  last = capsys.readouterr().out.strip().splitlines()[-1]
+  assert f"tflite_accuracy={lite['accuracy']:.4f}" in last
+
+
 def test_batch_not_divisible_by_replicas_stops_before_training(tmp_path):
   fv = parse(launcher_flags.CIFAR, "--strategy=mirrored", "--batch_size=7",
              f"--model_dir={tmp_path}")
@@ -154,6 +176,8 @@ def test_jit_on_several_cpu_replicas_stops_before_training(tmp_path):
     (["--multiplier=0"], "--multiplier must be an integer >= 1"),
     (["--lr_milestones=0.75,0.5"], "--lr_milestones must be increasing"),
     (["--model=resnet50"], "--model=resnet50 is the ImageNet network"),
+    (["--export=tflite", "--method=dense"], "--export writes a sparse model"),
+    (["--export=onnx"], "value should be one of <none|tflite|tflite_int8>"),
 ])
 def test_bad_flags_get_one_clear_error_at_parse_time(args, message):
   with pytest.raises(flags.IllegalFlagValueError) as error:

@@ -1,0 +1,394 @@
+"""Export a sparse model to LiteRT (TFLite) with sparse weights, and measure it.
+
+`export_tflite` strips the itop_tf layers, converts with sparse weight
+encoding (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`), optionally quantized
+(float16 weights, or int8 post-training quantization with a representative
+dataset, which keeps zeros at 0), writes the file and returns an
+`ExportReport`: its bytes (raw and gzip) against the dense float export of the
+same model, the zero fraction of every weight tensor *read back from the
+exported file* (so a converter that densifies or a quantizer that moves zeros
+shows), the ops in the file, and, given evaluation data, the accuracy of the
+LiteRT interpreter against the Keras model's.
+
+What the runtime does with sparse weights: the converter stores a kernel
+sparse (values plus CSR indices) when it is sparse enough, and the file then
+holds a `DENSIFY` op that expands it when the interpreter loads the model. The
+file is smaller; inference runs the dense kernels, unless a delegate with
+sparse kernels takes the op (XNNPACK's sparse inference targets 1x1
+convolutions of NHWC networks with >= 2/3 zeros; see BENCHMARKS.md for what
+ran here).
+
+Example:
+
+>>> report = itop_tf.export_tflite(model, "model.tflite", quantize="int8",
+...                                representative_data=x_train[:200],
+...                                eval_data=(x_test, y_test))
+>>> print(report)                  # sizes, ratios, per-tensor zero fractions
+>>> report.size_ratio, report.accuracy_delta
+(8.1, -0.0004)
+"""
+
+import dataclasses
+import gzip
+import math
+import os
+from typing import List, Optional
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.lite.python import schema_py_generated as schema
+
+from itop_tf import prune
+from itop_tf import wrapper as wrapper_lib
+
+QUANTIZE = (None, "float16", "int8")
+_REPRESENTATIVE_SAMPLES = 200
+
+# TFLite TensorType codes of the weight types an export can hold.
+_TYPES = {0: np.float32, 1: np.float16, 9: np.int8, 2: np.int32, 3: np.uint8}
+
+
+def interpreter(tflite_bytes, num_threads=None, default_delegates=True):
+  """A LiteRT interpreter (`ai_edge_litert`) for `tflite_bytes`.
+
+  Args:
+    tflite_bytes: a LiteRT flatbuffer.
+    num_threads: interpreter threads (None: LiteRT's default).
+    default_delegates: use LiteRT's default delegate (XNNPACK on CPU), as an
+      app would; False runs the builtin kernels only.
+
+  Returns:
+    An `ai_edge_litert.interpreter.Interpreter`, tensors not allocated.
+  """
+  from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  resolver = (litert.OpResolverType.AUTO if default_delegates else
+              litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+  return litert.Interpreter(model_content=tflite_bytes,
+                            num_threads=num_threads,
+                            experimental_op_resolver_type=resolver)
+
+
+def loads_with_default_delegates(tflite_bytes):
+  """Whether LiteRT's default runtime (XNNPACK included) can run the file."""
+  try:
+    interpreter(tflite_bytes).allocate_tensors()
+  except RuntimeError:
+    return False
+  return True
+
+
+@dataclasses.dataclass
+class TensorReport:
+  """One constant weight tensor of an exported file.
+
+  Attributes:
+    name: the tensor's name in the file.
+    shape: its dense shape.
+    dtype: the stored element type ("float32", "float16", "int8").
+    sparse: whether the file stores it sparse (values and indices).
+    stored_values: how many values the file stores for it.
+    zero_fraction: fraction of its dense entries that are 0, from the file.
+  """
+  name: str
+  shape: tuple
+  dtype: str
+  sparse: bool
+  stored_values: int
+  zero_fraction: float
+
+
+@dataclasses.dataclass
+class ExportReport:
+  """What an export produced, measured on the file.
+
+  Attributes:
+    path: the file written.
+    quantize: None, "float16" or "int8".
+    sparse_encoding: whether the file stores sparse weights sparse.
+    default_delegates: whether LiteRT's default runtime (XNNPACK) runs the
+      file; if not, run it with `default_delegates=False`.
+    note: why the encoding differs from the one asked for, or "".
+    bytes, gzip_bytes: size of the file, raw and gzip-compressed.
+    dense_bytes, dense_gzip_bytes: the same for the dense float32 export of
+      the same (stripped) model, without sparse encoding or quantization.
+    tensors: a `TensorReport` per weight tensor (2 dimensions or more).
+    ops: the file's operators, in order (DENSIFY marks sparse weights
+      expanded at load time).
+    accuracy: top-1 accuracy of the LiteRT interpreter on the evaluation
+      data, or None.
+    keras_accuracy: the stripped Keras model's on the same data, or None.
+  """
+  path: str
+  quantize: Optional[str]
+  sparse_encoding: bool
+  default_delegates: bool
+  note: str
+  bytes: int
+  gzip_bytes: int
+  dense_bytes: int
+  dense_gzip_bytes: int
+  tensors: List[TensorReport]
+  ops: List[str]
+  accuracy: Optional[float] = None
+  keras_accuracy: Optional[float] = None
+
+  @property
+  def size_ratio(self):
+    """How many times smaller than the dense float file (raw bytes)."""
+    return self.dense_bytes / self.bytes
+
+  @property
+  def gzip_ratio(self):
+    """How many times smaller than the dense float file, both gzipped."""
+    return self.dense_gzip_bytes / self.gzip_bytes
+
+  @property
+  def accuracy_delta(self):
+    """Interpreter accuracy minus Keras accuracy, or None."""
+    if self.accuracy is None or self.keras_accuracy is None:
+      return None
+    return self.accuracy - self.keras_accuracy
+
+  def to_dict(self):
+    out = dataclasses.asdict(self)
+    out.update(size_ratio=self.size_ratio, gzip_ratio=self.gzip_ratio,
+               accuracy_delta=self.accuracy_delta)
+    return out
+
+  def __str__(self):
+    lines = [
+        f"{self.path} ({self.quantize or 'float32'}): {self.bytes / 1024:.1f} "
+        f"KiB, gzip {self.gzip_bytes / 1024:.1f} KiB; dense float export "
+        f"{self.dense_bytes / 1024:.1f} KiB, gzip "
+        f"{self.dense_gzip_bytes / 1024:.1f} KiB: {self.size_ratio:.2f}x "
+        f"smaller ({self.gzip_ratio:.2f}x gzipped)"]
+    if self.note:
+      lines.append(self.note)
+    if self.accuracy is not None:
+      lines.append(f"accuracy: LiteRT {self.accuracy:.4f}, Keras "
+                   f"{self.keras_accuracy:.4f} ({100 * self.accuracy_delta:+.2f}"
+                   " pt)")
+    lines.append(f"{'tensor':<48} {'shape':<14} {'type':<8} {'stored':<7} "
+                 f"{'zeros':>6}")
+    for t in self.tensors:
+      lines.append(f"{t.name[:48]:<48} {str(t.shape):<14} {t.dtype:<8} "
+                   f"{'sparse' if t.sparse else 'dense':<7} "
+                   f"{t.zero_fraction:>6.3f}")
+    return "\n".join(lines)
+
+
+def _representative(data):
+  """A TFLite representative-dataset generator over `data`'s first samples."""
+  if isinstance(data, tf.data.Dataset):
+    samples = []
+    for item in data:
+      x = item[0] if isinstance(item, (tuple, list)) else item
+      samples.extend(np.asarray(x))
+      if len(samples) >= _REPRESENTATIVE_SAMPLES:
+        break
+    data = samples
+  data = np.asarray(data, dtype=np.float32)[:_REPRESENTATIVE_SAMPLES]
+  if not len(data):
+    raise ValueError("representative_data is empty.")
+
+  def generate():
+    for sample in data:
+      yield [sample[None]]
+
+  return generate
+
+
+def convert(model, quantize=None, representative_data=None, sparse=True):
+  """Converts a plain (stripped) tf_keras model to LiteRT flatbuffer bytes.
+
+  Args:
+    model: a tf_keras model without itop_tf layers.
+    quantize: None (float32), "float16" (weights) or "int8" (post-training
+      quantization of weights and activations; float input and output).
+    representative_data: inputs to calibrate int8 activations (an array of
+      examples, or a `tf.data.Dataset` of inputs or (inputs, labels)).
+    sparse: encode sparse weights (`Optimize.EXPERIMENTAL_SPARSITY`).
+
+  Returns:
+    The flatbuffer as bytes.
+
+  Raises:
+    ValueError: an unknown `quantize`, int8 without representative data, or
+      a model the converter cannot take (its message is quoted).
+  """
+  if quantize not in QUANTIZE:
+    raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}.")
+  if quantize == "int8" and representative_data is None:
+    raise ValueError(
+        "quantize='int8' needs representative_data: a few hundred training "
+        "inputs, to calibrate the activations' int8 ranges.")
+  converter = tf.lite.TFLiteConverter.from_keras_model(model)
+  optimizations = []
+  if quantize is not None:
+    optimizations.append(tf.lite.Optimize.DEFAULT)
+  if sparse:
+    optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+  converter.optimizations = optimizations
+  if quantize == "float16":
+    converter.target_spec.supported_types = [tf.float16]
+  if quantize == "int8":
+    converter.representative_dataset = _representative(representative_data)
+  try:
+    return converter.convert()
+  except Exception as e:  # pylint: disable=broad-except
+    # The converter raises ConverterError (and others) with long MLIR logs.
+    first = [l.strip() for l in str(e).splitlines() if l.strip()]
+    detail = " ".join(l for l in first if "error" in l.lower())[:600]
+    raise ValueError(
+        "The LiteRT converter cannot convert this model: "
+        f"{detail or first[:3]}. Replace the layers or ops it names with "
+        "LiteRT builtins, or keep them out of the exported model.") from e
+
+
+def weight_tensors(tflite_bytes):
+  """The constant weight tensors (rank >= 2) of a LiteRT file, read back.
+
+  The zero fraction comes from the stored values: for a tensor stored
+  sparse, the values the file keeps (any zeros among them counted) over the
+  dense size; for a dense one, the buffer itself.
+
+  Args:
+    tflite_bytes: a LiteRT flatbuffer.
+
+  Returns:
+    A list of `TensorReport`, in the file's order.
+  """
+  model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(
+      tflite_bytes, 0))
+  out = []
+  for graph in model.subgraphs:
+    for t in graph.tensors:
+      data = model.buffers[t.buffer].data
+      shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
+      if data is None or len(shape) < 2 or t.type not in _TYPES:
+        continue
+      dtype = np.dtype(_TYPES[t.type])
+      values = np.frombuffer(bytes(np.asarray(data, np.uint8)), dtype=dtype)
+      size = math.prod(shape)
+      out.append(TensorReport(
+          name=t.name.decode() if isinstance(t.name, bytes) else str(t.name),
+          shape=shape, dtype=dtype.name, sparse=t.sparsity is not None,
+          stored_values=int(values.size),
+          zero_fraction=1.0 - np.count_nonzero(values) / float(size)))
+  return out
+
+
+def _op_names(tflite_bytes):
+  model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(
+      tflite_bytes, 0))
+  names = {v: k for k, v in vars(schema.BuiltinOperator).items()
+           if not k.startswith("_")}
+  return [names.get(max(model.operatorCodes[op.opcodeIndex].builtinCode,
+                        model.operatorCodes[op.opcodeIndex]
+                        .deprecatedBuiltinCode), "CUSTOM")
+          for g in model.subgraphs for op in g.operators]
+
+
+def predict_tflite(tflite_bytes, x, batch_size=256, num_threads=None,
+                   default_delegates=True):
+  """Outputs of the LiteRT interpreter on `x`, in batches.
+
+  Args:
+    tflite_bytes: a LiteRT flatbuffer with one input and one output.
+    x: inputs, an array with the batch first.
+    batch_size: examples per `invoke`.
+    num_threads: interpreter threads (None: LiteRT's default).
+    default_delegates: run with LiteRT's default delegate (XNNPACK).
+
+  Returns:
+    The outputs as one array.
+  """
+  interp = interpreter(tflite_bytes, num_threads, default_delegates)
+  inp = interp.get_input_details()[0]
+  out = interp.get_output_details()[0]
+  x = np.asarray(x, dtype=inp["dtype"])
+  results, current = [], None
+  for start in range(0, len(x), batch_size):
+    batch = x[start:start + batch_size]
+    if current != len(batch):
+      interp.resize_tensor_input(inp["index"], [len(batch)] +
+                                 list(x.shape[1:]))
+      interp.allocate_tensors()
+      current = len(batch)
+    interp.set_tensor(inp["index"], batch)
+    interp.invoke()
+    results.append(interp.get_tensor(out["index"]).copy())
+  return np.concatenate(results)
+
+
+def _accuracy(outputs, y):
+  y = np.asarray(y)
+  if y.ndim == outputs.ndim:  # one-hot
+    y = y.argmax(-1)
+  return float(np.mean(outputs.argmax(-1) == y.reshape(-1)))
+
+
+def export_tflite(model, path, quantize=None, representative_data=None,
+                  eval_data=None, sparse_encoding="auto"):
+  """Writes a sparsified model as a LiteRT file with sparse weights.
+
+  Args:
+    model: a tf_keras model with itop_tf layers (from `itop_tf.sparsify`).
+    path: the `.tflite` file to write.
+    quantize: None (float32), "float16" (weights in float16) or "int8"
+      (post-training quantization with `representative_data`; zeros stay 0).
+    representative_data: inputs to calibrate int8 (an array of examples, or
+      a `tf.data.Dataset` of inputs or (inputs, labels)); needed for int8.
+    eval_data: optional `(x, y)` arrays (integer or one-hot labels) to
+      measure the interpreter's top-1 accuracy against the Keras model's.
+    sparse_encoding: "auto" stores sparse weights sparse when LiteRT's
+      default runtime (XNNPACK) can run the file, else dense, and says so in
+      `report.note` (LiteRT 2.3's XNNPACK cannot prepare int8 layers whose
+      weights are stored sparse); True always sparse, False never.
+
+  Returns:
+    An `ExportReport`.
+
+  Raises:
+    ValueError: a model without itop_tf layers, an unknown `quantize`, int8
+      without representative data, a bad `sparse_encoding`, or a model the
+      converter cannot take.
+  """
+  wrapper_lib.sparse_weights(model)  # raises the one "no itop_tf layers"
+  if quantize not in QUANTIZE:
+    raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}.")
+  if sparse_encoding not in ("auto", True, False):
+    raise ValueError("sparse_encoding must be 'auto', True or False, got "
+                     f"{sparse_encoding!r}.")
+  plain = prune.strip(model)
+  content = convert(plain, quantize, representative_data,
+                    sparse=bool(sparse_encoding))
+  runs = loads_with_default_delegates(content)
+  note = ""
+  if sparse_encoding == "auto" and not runs:
+    note = ("Stored dense: LiteRT's default runtime (XNNPACK) cannot run "
+            "this model with sparse-stored weights; export with "
+            "sparse_encoding=True and run it with default_delegates=False "
+            "for the smaller file.")
+    content = convert(plain, quantize, representative_data, sparse=False)
+    runs = loads_with_default_delegates(content)
+  tensors = weight_tensors(content)
+  dense = convert(plain, None, sparse=False)
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(content)
+  report = ExportReport(
+      path=path, quantize=quantize,
+      sparse_encoding=any(t.sparse for t in tensors),
+      default_delegates=runs, note=note, bytes=len(content),
+      gzip_bytes=len(gzip.compress(content)), dense_bytes=len(dense),
+      dense_gzip_bytes=len(gzip.compress(dense)),
+      tensors=tensors, ops=_op_names(content))
+  if eval_data is not None:
+    x, y = eval_data
+    report.accuracy = _accuracy(predict_tflite(content, x,
+                                               default_delegates=runs), y)
+    report.keras_accuracy = _accuracy(plain.predict(x, verbose=0,
+                                                    batch_size=256), y)
+  return report
