@@ -35,7 +35,6 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 import itop_tf
 from absl import flags
 import numpy as np
-import tensorflow as tf
 import tf_keras as keras
 
 from benchmarks import harness
