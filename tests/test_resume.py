@@ -6,7 +6,6 @@ the run resumes from its last periodic checkpoint). Either way the resumed
 run ends with the masks, union, R_s and accuracy of an uninterrupted run.
 """
 
-import glob
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ import sys
 import time
 
 import pytest
+import tensorflow as tf
 
 from launchers import checkpointing
 
@@ -56,15 +56,17 @@ def test_killed_run_resumes_to_the_same_masks_and_rate(
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
   deadline = time.time() + 300
-  while not glob.glob(os.path.join(model_dir, "checkpoints", "ckpt-*.index")):
+  # A checkpoint counts once the manager has recorded it in its state file
+  # (its .index file appears a moment before).
+  while not tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")):
     assert proc.poll() is None and time.time() < deadline, "no checkpoint"
     time.sleep(0.02)
   proc.send_signal(sig)
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == code, err[-3000:]
   assert not os.path.exists(os.path.join(model_dir, "results.json"))
-  saved = sorted(int(p.split("ckpt-")[1].split(".")[0]) for p in glob.glob(
-      os.path.join(model_dir, "checkpoints", "ckpt-*.index")))
+  latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+  saved = [int(latest.rsplit("-", 1)[1])]  # what a restart restores
   assert 0 < saved[-1] < uninterrupted["step"]  # it really stopped mid-run
   if sig == signal.SIGTERM:  # exit code 42 comes after the preemption save
     assert "Preempted: checkpoint saved" in err
