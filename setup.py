@@ -23,7 +23,7 @@ setuptools.setup(
     ],
     extras_require={
         "data": ["tensorflow-datasets==4.9.10", "importlib_resources==7.1.0"],
-        "test": ["pytest==9.0.3", "scikit-learn==1.9.1",
+        "test": ["pytest==9.0.3", "pytest-xdist==3.8.0", "scikit-learn==1.9.1",
                  "tensorflow-datasets==4.9.10", "importlib_resources==7.1.0"],
     },
     classifiers=[
