@@ -293,14 +293,9 @@ def _reference_gradients(model, xb, yb):
   return [g.numpy() for g in tape.gradient(loss, kernels_)]
 
 
-def test_captured_gradient_is_the_dense_gradient_of_the_update_step():
-  # Capture runs inside the XLA-compiled step of step 5 (the update step):
-  # it must equal tape.gradient of that step's batch at that step's weights,
-  # at inactive entries too, and not the gradient of an earlier batch.
-  model = sparse_mlp(sparsity=0.8, interval=5, grow="gradient")
-  opt = keras.optimizers.SGD(0.1, momentum=0.9)
+def _xla_train_step(model, opt):
+  """A custom-loop training step, XLA-compiled, as a user would write it."""
   loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-  x, y = toy_data()
 
   @tf.function(jit_compile=True)
   def train_step(xb, yb):
@@ -308,7 +303,19 @@ def test_captured_gradient_is_the_dense_gradient_of_the_update_step():
       loss = loss_fn(yb, model(xb, training=True))
     grads = tape.gradient(loss, model.trainable_variables)
     opt.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
 
+  return train_step
+
+
+def test_captured_gradient_is_the_dense_gradient_of_the_update_step():
+  # Capture runs inside the XLA-compiled step of step 5 (the update step):
+  # it must equal tape.gradient of that step's batch at that step's weights,
+  # at inactive entries too, and not the gradient of an earlier batch.
+  model = sparse_mlp(sparsity=0.8, interval=5, grow="gradient")
+  opt = keras.optimizers.SGD(0.1, momentum=0.9)
+  train_step = _xla_train_step(model, opt)
+  x, y = toy_data()
   updater = itop_tf.MaskUpdater(model, opt)
   updater.initialize(0)
   batches = [(x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16])
@@ -334,17 +341,8 @@ def test_captured_gradient_is_the_dense_gradient_of_the_update_step():
 def test_custom_training_loop_with_mask_updater():
   model = sparse_mlp(sparsity=0.8, interval=3, grow="gradient")
   opt = keras.optimizers.SGD(0.05, momentum=0.9)
-  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  train_step = _xla_train_step(model, opt)
   x, y = toy_data()
-
-  @tf.function(jit_compile=True)
-  def train_step(xb, yb):
-    with tf.GradientTape() as tape:
-      loss = loss_fn(yb, model(xb, training=True))
-    grads = tape.gradient(loss, model.trainable_variables)
-    opt.apply_gradients(zip(grads, model.trainable_variables))
-    return loss
-
   updater = itop_tf.MaskUpdater(model, opt)
   updater.initialize(0)
   updates = []
