@@ -220,7 +220,9 @@ class MaskUpdater:
     self.optimizer = optimizer if optimizer is not None else getattr(
         model, "optimizer", None)
     self.sparse_weights = wrapper_lib.sparse_weights(model)
-    self.wrappers = wrapper_lib.find_wrappers(model)
+    # Every built wrapper holds at least one kernel.
+    self.wrappers = list(dict.fromkeys(sw.wrapper
+                                       for sw in self.sparse_weights))
     self.schedule = self.wrappers[0].schedule
     for w in self.wrappers[1:]:
       if w.schedule != self.schedule:
