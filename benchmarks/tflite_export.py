@@ -203,7 +203,7 @@ def latency_rows(f):
     plain = itop_tf.strip(model)
     files = {"dense": export.convert(plain, sparse=False),
              "sparse": export.convert(plain, sparse=True)}
-    ops = export._op_names(files["sparse"])  # pylint: disable=protected-access
+    ops = export.op_names(files["sparse"])
     tensors = export.weight_tensors(files["sparse"])
     for threads in (int(t) for t in f.threads):
       timers = {k: _timer(v, threads, shape) for k, v in files.items()}

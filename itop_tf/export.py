@@ -245,6 +245,11 @@ def convert(model, quantize=None, representative_data=None, sparse=True):
         "LiteRT builtins, or keep them out of the exported model.") from e
 
 
+def _read(tflite_bytes):
+  """The file's root `Model` table (flatbuffer accessors: nothing copied)."""
+  return schema.Model.GetRootAsModel(tflite_bytes, 0)
+
+
 def weight_tensors(tflite_bytes):
   """The constant weight tensors (rank >= 2) of a LiteRT file, read back.
 
@@ -258,35 +263,39 @@ def weight_tensors(tflite_bytes):
   Returns:
     A list of `TensorReport`, in the file's order.
   """
-  model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(
-      tflite_bytes, 0))
+  model = _read(tflite_bytes)
   out = []
-  for graph in model.subgraphs:
-    for t in graph.tensors:
-      data = model.buffers[t.buffer].data
-      shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
-      if data is None or len(shape) < 2 or t.type not in _TYPES:
-        continue
-      dtype = np.dtype(_TYPES[t.type])
-      values = np.frombuffer(bytes(np.asarray(data, np.uint8)), dtype=dtype)
-      size = math.prod(shape)
+  for g in range(model.SubgraphsLength()):
+    graph = model.Subgraphs(g)
+    for i in range(graph.TensorsLength()):
+      t = graph.Tensors(i)
+      shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+      data = model.Buffers(t.Buffer()).DataAsNumpy()
+      if isinstance(data, int) or len(shape) < 2 or t.Type() not in _TYPES:
+        continue  # no buffer (DataAsNumpy gives 0), a vector, or not a weight
+      dtype = np.dtype(_TYPES[t.Type()])
+      values = data.view(dtype)
       out.append(TensorReport(
-          name=t.name.decode() if isinstance(t.name, bytes) else str(t.name),
-          shape=shape, dtype=dtype.name, sparse=t.sparsity is not None,
-          stored_values=int(values.size),
-          zero_fraction=1.0 - np.count_nonzero(values) / float(size)))
+          name=t.Name().decode(), shape=shape, dtype=dtype.name,
+          sparse=t.Sparsity() is not None, stored_values=int(values.size),
+          zero_fraction=1.0 - np.count_nonzero(values) / float(
+              math.prod(shape))))
   return out
 
 
-def _op_names(tflite_bytes):
-  model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(
-      tflite_bytes, 0))
+def op_names(tflite_bytes):
+  """The builtin operators of a LiteRT file, in order ("CUSTOM" otherwise)."""
+  model = _read(tflite_bytes)
   names = {v: k for k, v in vars(schema.BuiltinOperator).items()
            if not k.startswith("_")}
-  return [names.get(max(model.operatorCodes[op.opcodeIndex].builtinCode,
-                        model.operatorCodes[op.opcodeIndex]
-                        .deprecatedBuiltinCode), "CUSTOM")
-          for g in model.subgraphs for op in g.operators]
+  out = []
+  for g in range(model.SubgraphsLength()):
+    graph = model.Subgraphs(g)
+    for i in range(graph.OperatorsLength()):
+      code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
+      out.append(names.get(max(code.BuiltinCode(),
+                               code.DeprecatedBuiltinCode()), "CUSTOM"))
+  return out
 
 
 def predict_tflite(tflite_bytes, x, batch_size=256, num_threads=None,
@@ -355,8 +364,6 @@ def export_tflite(model, path, quantize=None, representative_data=None,
       converter cannot take.
   """
   wrapper_lib.sparse_weights(model)  # raises the one "no itop_tf layers"
-  if quantize not in QUANTIZE:
-    raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}.")
   if sparse_encoding not in ("auto", True, False):
     raise ValueError("sparse_encoding must be 'auto', True or False, got "
                      f"{sparse_encoding!r}.")
@@ -373,18 +380,21 @@ def export_tflite(model, path, quantize=None, representative_data=None,
     content = convert(plain, quantize, representative_data, sparse=False)
     runs = loads_with_default_delegates(content)
   tensors = weight_tensors(content)
-  dense = convert(plain, None, sparse=False)
+  stored_sparse = any(t.sparse for t in tensors)
+  # The baseline: the dense float export, which `content` may already be.
+  dense = (content if quantize is None and not stored_sparse else
+           convert(plain, None, sparse=False))
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   with open(path, "wb") as f:
     f.write(content)
   report = ExportReport(
       path=path, quantize=quantize,
-      sparse_encoding=any(t.sparse for t in tensors),
+      sparse_encoding=stored_sparse,
       default_delegates=runs, note=note, bytes=len(content),
       gzip_bytes=len(gzip.compress(content)), dense_bytes=len(dense),
       dense_gzip_bytes=len(gzip.compress(dense)),
-      tensors=tensors, ops=_op_names(content))
+      tensors=tensors, ops=op_names(content))
   if eval_data is not None:
     x, y = eval_data
     report.accuracy = _accuracy(predict_tflite(content, x,
