@@ -6,7 +6,8 @@ setuptools.setup(
     name="itop_tf",
     version="0.1.0",
     description=("Dynamic sparse training (SET/RigL with In-Time "
-                 "Over-Parameterization) for TensorFlow/Keras on TF-MOT."),
+                 "Over-Parameterization) for Keras 3 (TensorFlow, JAX) and "
+                 "tf_keras/TF-MOT."),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
@@ -19,9 +20,11 @@ setuptools.setup(
         "tensorboard==2.21.0",
         "absl-py==1.4.0",
         "ai-edge-litert==2.3.0",
+        "keras==3.15.1",
         "numpy>=1.26,<3",
     ],
     extras_require={
+        "jax": ["jax==0.10.2", "jaxlib==0.10.2"],
         "data": ["tensorflow-datasets==4.9.10", "importlib_resources==7.1.0"],
         "test": ["pytest==9.0.3", "pytest-xdist==3.8.0", "scikit-learn==1.9.1",
                  "tensorflow-datasets==4.9.10", "importlib_resources==7.1.0"],

@@ -22,6 +22,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from itop_tf import growth
+from itop_tf import keras3
 from itop_tf.callbacks import ITOPCallback
 from itop_tf.distributions import layer_counts
 from itop_tf.export import ExportReport
@@ -48,7 +49,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ExplorationRate", "ExportReport", "ITOPCallback", "MaskUpdater", "PruneAndRegrow",
     "RegrowthSchedule", "custom_objects", "exploration_rate", "export_tflite", "find_wrappers",
-    "format_report", "forward_flops", "growth", "layer_counts",
+    "format_report", "forward_flops", "growth", "keras3", "layer_counts",
     "layer_densities", "scope", "sparsify", "sparsity_report", "strip",
     "training_flops", "training_flops_ratio",
 ]

@@ -64,7 +64,9 @@ class ITOPCallback(keras.callbacks.Callback):
     self._step = self.updater.step
     self.updater.initialize(self._step)
     spe = getattr(self.model, "_steps_per_execution", None)
-    self._spe = int(spe.numpy()) if spe is not None else 1
+    if spe is None:  # Keras 3 keeps a Python int
+      spe = getattr(self.model, "steps_per_execution", 1)
+    self._spe = int(spe.numpy()) if hasattr(spe, "numpy") else int(spe or 1)
     if self.log_dir and self._writer is None:
       self._writer = tf.summary.create_file_writer(self.log_dir)
     self._rate = self.updater.exploration_rate()

@@ -20,7 +20,6 @@ Example:
 >>> model = itop_tf.sparsify(model, 0.9, schedule=schedule, grow=rule)
 """
 
-import tensorflow as tf
 
 
 class Growth:
@@ -40,12 +39,16 @@ class Growth:
   captures_every_step = False
   gradient_decay = None
 
-  def scores(self, sparse_weight, step):
+  def scores(self, sparse_weight, step, ops):
     """Scores of every entry of `sparse_weight`'s kernel; higher grows first.
 
+    Written against the array namespace `ops` (`itop_tf.array_ops`), so one
+    rule serves both front-ends and every backend.
+
     Args:
-      sparse_weight: a `wrapper.SparseWeight`.
+      sparse_weight: a `core.SparseWeight`.
       step: the update's scheduled optimizer step (Python int).
+      ops: the array namespace of the model's backend.
 
     Returns:
       A float tensor of the kernel's shape. Non-finite scores are allowed:
@@ -73,9 +76,8 @@ class RandomGrowth(Growth):
 
   name = "random"
 
-  def scores(self, sparse_weight, step):
-    return tf.random.stateless_uniform(sparse_weight.weight.shape,
-                                       seed=sparse_weight.growth_seed(step))
+  def scores(self, sparse_weight, step, ops):
+    return ops.uniform(sparse_weight.shape, sparse_weight.seed(), step)
 
 
 class GradientGrowth(Growth):
@@ -84,9 +86,9 @@ class GradientGrowth(Growth):
   name = "gradient"
   needs_dense_gradient = True
 
-  def scores(self, sparse_weight, step):
+  def scores(self, sparse_weight, step, ops):
     del step
-    return tf.abs(tf.convert_to_tensor(sparse_weight.dense_grad))
+    return ops.abs(ops.convert_to_tensor(sparse_weight.dense_grad))
 
   def dense_gradient_steps(self, total_steps, num_updates):
     del total_steps

@@ -58,6 +58,9 @@ def exploration_rate(model):
   Raises:
     ValueError: the model has no itop_tf layers.
   """
+  if wrapper_lib.is_keras3_object(model):
+    from itop_tf.keras3 import metrics as keras3_metrics  # pylint: disable=g-import-not-at-top
+    return keras3_metrics.exploration_rate(model)
   return float(exploration_rate_of(wrapper_lib.sparse_weights(model)))
 
 
@@ -136,6 +139,9 @@ def attach_exploration_metric(model):
   Raises:
     ValueError: the model has no itop_tf layers.
   """
+  if wrapper_lib.is_keras3_object(model):
+    from itop_tf.keras3 import metrics as keras3_metrics  # pylint: disable=g-import-not-at-top
+    return keras3_metrics.attach_exploration_metric(model)
   metric = exploration_metric(model)
   if metric is None:
     metric = ExplorationRate(model)
@@ -164,6 +170,9 @@ def sparsity_report(model):
   Raises:
     ValueError: the model has no itop_tf layers.
   """
+  if wrapper_lib.is_keras3_object(model):
+    from itop_tf.keras3 import metrics as keras3_metrics  # pylint: disable=g-import-not-at-top
+    return keras3_metrics.sparsity_report(model)
   rows = []
   for sw in wrapper_lib.sparse_weights(model):
     active = _count(sw.mask)

@@ -14,6 +14,7 @@ Example:
 import contextlib
 import numbers
 
+from absl import logging
 import numpy as np
 import tf_keras as keras
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
@@ -24,41 +25,75 @@ from itop_tf import metrics
 from itop_tf import schedules
 from itop_tf import wrapper as wrapper_lib
 
-_KERAS3_MESSAGE = (
-    "itop_tf got a Keras 3 model ({cls}). TF-MOT, and so itop_tf, works on "
-    "Keras 2 only: build the model with `import tf_keras as keras` (pip "
-    "install tf-keras), or set TF_USE_LEGACY_KERAS=1 before importing "
-    "TensorFlow and use tf.keras.")
+class ModelEditing:
+  """What `sparsify` and `strip` need from a front-end (tf_keras, Keras 3).
+
+  Attributes:
+    keras: the Keras module (`tf_keras` or `keras`).
+    wrapper: the `PruneAndRegrow` class of that Keras.
+    supported: text naming the layer types that can be wrapped.
+  """
+
+  def __init__(self, keras_module, wrapper, supported, unsupported_reason,
+               prunable_kernels, is_functional, to_numpy, attach_metric,
+               is_sparsified):
+    self.keras, self.wrapper, self.supported = keras_module, wrapper, supported
+    self.unsupported_reason = unsupported_reason
+    self.prunable_kernels = prunable_kernels
+    self.is_functional = is_functional
+    self.to_numpy = to_numpy
+    self.attach_metric = attach_metric
+    self.is_sparsified = is_sparsified
 
 
-def _check_model(model, what):
-  if isinstance(model, keras.Model):
-    if not (isinstance(model, keras.Sequential) or model._is_graph_network):
-      raise ValueError(
-          f"{what} needs a Sequential or functional model, got the subclassed "
-          f"model {type(model).__name__}: it rebuilds the model with wrapped "
-          "layers, which a subclassed model does not allow. Build the model "
-          "with the functional API, or wrap its layers yourself in __init__ "
-          "with itop_tf.PruneAndRegrow(layer, schedule, density=...); "
-          "ITOPCallback finds them anywhere in the model.")
-    return
-  modules = [c.__module__ for c in type(model).__mro__]
-  if any(m.split(".")[0] == "keras" for m in modules):
-    raise ValueError(_KERAS3_MESSAGE.format(cls=type(model).__name__))
-  raise ValueError(
-      f"{what} needs a tf_keras Model, got {type(model).__name__}.")
+def _tf_keras_reason(layer):
+  if wrapper_lib.supports(layer):
+    return None
+  return f"{type(layer).__name__} is not a layer type itop_tf wraps"
 
 
-def leaf_layers(model):
+TF_KERAS = ModelEditing(
+    keras, wrapper_lib.PruneAndRegrow,
+    "Dense, Conv, DepthwiseConv2D, SeparableConv, Embedding, "
+    "LSTM/GRU/SimpleRNN", _tf_keras_reason, wrapper_lib.prunable_kernels,
+    lambda m: isinstance(m, keras.Sequential) or m._is_graph_network,  # pylint: disable=protected-access
+    lambda v: v.numpy(), metrics.attach_exploration_metric,
+    lambda m: any(isinstance(x, pruning_wrapper.PruneLowMagnitude)
+                  for x in m._flatten_modules()))  # pylint: disable=protected-access
+
+
+def _editing(model):
+  if wrapper_lib.is_keras3_object(model):
+    from itop_tf.keras3 import prune as keras3_prune  # pylint: disable=g-import-not-at-top
+    return keras3_prune.KERAS3
+  return TF_KERAS
+
+
+def _check_model(model, what, ed):
+  if not isinstance(model, ed.keras.Model):
+    raise ValueError(
+        f"{what} needs a Keras Model, got {type(model).__name__}.")
+  if not ed.is_functional(model):
+    raise ValueError(
+        f"{what} needs a Sequential or functional model, got the subclassed "
+        f"model {type(model).__name__}: it rebuilds the model with wrapped "
+        "layers, which a subclassed model does not allow. Build the model "
+        "with the functional API, or wrap its layers yourself in __init__ "
+        f"with {ed.wrapper.__module__.replace('.wrapper', '')}.PruneAndRegrow"
+        "(layer, schedule, density=...); ITOPCallback finds them anywhere in "
+        "the model.")
+
+
+def leaf_layers(model, keras_module=keras):
   """Leaf layers of `model` in order, recursing into nested models."""
   for layer in model.layers:
-    if isinstance(layer, keras.Model):
-      yield from leaf_layers(layer)
+    if isinstance(layer, keras_module.Model):
+      yield from leaf_layers(layer, keras_module)
     else:
       yield layer
 
 
-def _clone(model, make_layer):
+def _clone(model, make_layer, ed):
   """Clones a Sequential/functional model, copying weights.
 
   `make_layer(layer)` returns the replacement of a leaf layer and a function
@@ -67,13 +102,13 @@ def _clone(model, make_layer):
   copies = []
 
   def clone_fn(layer):
-    if isinstance(layer, keras.Model):
-      return _clone(layer, make_layer)
+    if isinstance(layer, ed.keras.Model):
+      return _clone(layer, make_layer, ed)
     new, copy = make_layer(layer)
     copies.append((new, copy))
     return new
 
-  new_model = keras.models.clone_model(model, clone_function=clone_fn)
+  new_model = ed.keras.models.clone_model(model, clone_function=clone_fn)
   if not new_model.built:
     new_model.build(model.input_shape)
   for new, copy in copies:
@@ -91,15 +126,18 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
   """Returns a copy of `model` whose kernels train sparse with ITOP.
 
   Every kernel of a Dense, Conv, DepthwiseConv2D, SeparableConv, Embedding
-  or recurrent layer (nested models included) gets a `PruneAndRegrow`
-  wrapper; biases and normalisation stay dense. Layer densities follow
-  `distribution` so that the active weights are exactly
+  or (tf_keras) recurrent layer, nested models included, gets a
+  `PruneAndRegrow` wrapper; biases and normalisation stay dense. Layer
+  densities follow `distribution` so that the active weights are exactly
   `round((1 - sparsity) * N)` of the `N` weights in the wrapped kernels, and
   each layer's initial mask is random with an exact count. The original
-  model is left unchanged; weights are copied (then masked).
+  model is left unchanged; weights are copied (then masked). A layer type
+  that cannot be wrapped is left dense, with a logged warning when it has
+  weights.
 
   Args:
-    model: a built tf_keras Sequential or functional model.
+    model: a built Sequential or functional model, tf_keras or Keras 3
+      (`import keras`; TensorFlow, JAX or PyTorch backend).
     sparsity: global fraction of zeros over all wrapped kernels, in [0, 1).
     schedule: a `RegrowthSchedule` (Delta T, total steps, prune fraction).
     distribution: "erk" (default), "er" or "uniform".
@@ -113,13 +151,15 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
     seed: integer; masks and random growth are deterministic given it.
 
   Returns:
-    A new tf_keras model with `PruneAndRegrow` layers and the `itop_rate`
-    metric (`ExplorationRate`) in its `metrics`.
+    A new model of the same Keras with `PruneAndRegrow` layers
+    (`itop_tf.keras3.PruneAndRegrow` on Keras 3) and the `itop_rate` metric
+    (`ExplorationRate`) in its `metrics`.
 
   Raises:
-    ValueError: bad sparsity, distribution, grow method or schedule; a Keras 3
-      or subclassed model; an unbuilt model; a model already sparsified; no
-      layer to make sparse; unknown layer names.
+    ValueError: bad sparsity, distribution, grow method or schedule; a
+      subclassed model; an unbuilt model; a model already sparsified; no
+      layer to make sparse; unknown layer names, or a name in
+      `layer_densities` whose layer cannot be wrapped.
 
   Example:
 
@@ -127,7 +167,8 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
   ...     schedule=itop_tf.RegrowthSchedule(update_interval=100,
   ...                                       total_steps=10000))
   """
-  _check_model(model, "itop_tf.sparsify")
+  ed = _editing(model)
+  _check_model(model, "itop_tf.sparsify", ed)
   if (isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real) or
       not 0.0 <= float(sparsity) < 1.0):
     raise ValueError(
@@ -142,8 +183,7 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
         "sparsify needs schedule=itop_tf.RegrowthSchedule(update_interval=..., "
         f"total_steps=...), got {schedule!r}; use initial_prune_fraction=0 "
         "for static sparse training.")
-  if any(isinstance(m, pruning_wrapper.PruneLowMagnitude)
-         for m in model._flatten_modules()):
+  if ed.is_sparsified(model):
     raise ValueError(
         "The model is already sparsified (it has pruning wrappers): pass the "
         "original model, or itop_tf.strip(model) first.")
@@ -153,20 +193,32 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
         "it an input shape (keras.Input) or call model.build(input_shape).")
   dense_layers = set(dense_layers or ())
   layer_densities = dict(layer_densities or {})
-  leaves = list(leaf_layers(model))
+  leaves = list(leaf_layers(model, ed.keras))
   names = {l.name for l in leaves}
   unknown = (dense_layers | set(layer_densities)) - names
   if unknown:
     raise ValueError(f"No layer named {sorted(unknown)} in the model; layers "
                      f"are {sorted(names)}.")
-  targets = [l for l in leaves
-             if l.name not in dense_layers and wrapper_lib.supports(l)]
+  targets, left_dense = [], []
+  for l in leaves:
+    reason = ed.unsupported_reason(l)
+    if l.name in layer_densities and reason:
+      raise ValueError(f"layer_densities names {l.name!r}, which cannot be "
+                       f"made sparse: {reason}.")
+    if l.name in dense_layers:
+      continue
+    if reason is None:
+      targets.append(l)
+    elif any(len(w.shape) >= 2 for w in l.trainable_weights):
+      left_dense.append(f"{l.name} ({reason})")  # it has a kernel
+  if left_dense:
+    logging.warning("itop_tf.sparsify left these layers dense: %s",
+                    "; ".join(left_dense))
   kernels = [(l, owner, attr) for l in targets
-             for owner, attr in wrapper_lib.prunable_kernels(l)]
+             for owner, attr in ed.prunable_kernels(l)]
   if not kernels:
     raise ValueError(
-        "The model has no layer itop_tf can make sparse (Dense, Conv, "
-        "DepthwiseConv2D, SeparableConv, Embedding, LSTM/GRU/SimpleRNN).")
+        f"The model has no layer itop_tf can make sparse ({ed.supported}).")
   shapes = [tuple(int(d) for d in getattr(o, a).shape) for _, o, a in kernels]
   fixed = {i: layer_densities[l.name] for i, (l, _, _) in enumerate(kernels)
            if l.name in layer_densities}
@@ -181,7 +233,7 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
     new = _fresh(layer)
     if id(layer) not in plan:
       return new, lambda n: n.set_weights(layer.get_weights())
-    wrapped = wrapper_lib.PruneAndRegrow(
+    wrapped = ed.wrapper(
         new, schedule=schedule, counts=plan[id(layer)], grow=grow,
         seed=(int(seed) * 7919 + index[id(layer)]) % (2**31 - 1))
 
@@ -191,8 +243,8 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
 
     return wrapped, copy
 
-  sparse = _clone(model, make_layer)
-  metrics.attach_exploration_metric(sparse)
+  sparse = _clone(model, make_layer, ed)
+  ed.attach_metric(sparse)
   return sparse
 
 
@@ -200,31 +252,37 @@ def strip(model):
   """Returns a plain Keras copy of a sparsified model with exact zeros.
 
   Each `PruneAndRegrow` layer is replaced by its inner layer with inactive
-  kernel entries set to 0: same predictions, same sparsity, no masks.
+  kernel entries set to 0: same predictions, same sparsity, no masks (and,
+  on Keras 3, no captured gradients).
 
   Args:
-    model: a Sequential or functional model from `sparsify`.
+    model: a Sequential or functional model from `sparsify` (tf_keras or
+      Keras 3).
 
   Returns:
-    A new tf_keras model without itop_tf layers.
+    A new model of the same Keras without itop_tf layers.
 
   Raises:
-    ValueError: a Keras 3 or subclassed model.
+    ValueError: a subclassed model.
   """
-  _check_model(model, "itop_tf.strip")
+  ed = _editing(model)
+  _check_model(model, "itop_tf.strip", ed)
+  sync = getattr(model, "jax_state_sync", None)
+  if sync is not None:
+    sync()
 
   def make_layer(layer):
-    if not isinstance(layer, wrapper_lib.PruneAndRegrow):
+    if not isinstance(layer, ed.wrapper):
       return _fresh(layer), lambda n: n.set_weights(layer.get_weights())
     inner = layer.layer
     values = inner.get_weights()
     for sw in layer.sparse_weights:
       j = next(i for i, v in enumerate(inner.weights) if v is sw.weight)
-      values[j] = np.where(sw.mask.numpy(), values[j], 0).astype(
+      values[j] = np.where(ed.to_numpy(sw.mask), values[j], 0).astype(
           values[j].dtype)
     return _fresh(inner), lambda n: n.set_weights(values)
 
-  return _clone(model, make_layer)
+  return _clone(model, make_layer, ed)
 
 
 def custom_objects():

@@ -18,39 +18,17 @@ for x, y in dataset:
 ```
 """
 
-import math
-
 from absl import logging
-import numpy as np
 import tensorflow as tf
 
+from itop_tf import array_ops
+from itop_tf import core
 from itop_tf import metrics
 from itop_tf import wrapper as wrapper_lib
 
 
-_MAX = float(np.finfo(np.float32).max)
-# The lowest score a non-NaN candidate gets: one step above NaN's (-_MAX).
-_LOWEST = float(np.nextafter(np.float32(-_MAX), np.float32(0)))
-
-
 def rank_select(scores, candidates, k):
-  """Bool mask of the `k` best-scored `candidates` (ties: lower index first).
-
-  Every candidate ranks above every non-candidate, whatever the scores hold:
-  +-Inf scores are clipped to the largest finite float32 values and NaN
-  scores rank below all of them, so exactly `min(k, number of candidates)`
-  entries come back.
-  Works under XLA with a dynamic `k`: it ranks with a stable full `top_k` and
-  compares ranks with `k`, so no shape depends on `k`.
-
-  Args:
-    scores: 1-D float tensor.
-    candidates: 1-D bool tensor of the same size: the entries that may be
-      selected.
-    k: scalar int32 tensor, 0 <= k.
-
-  Returns:
-    1-D bool tensor, True at exactly `min(k, sum(candidates))` candidates.
+  """`core.rank_select` on TensorFlow tensors.
 
   Example:
 
@@ -59,54 +37,12 @@ def rank_select(scores, candidates, k):
   ...             tf.constant(2)).numpy()
   array([ True,  True, False, False])
   """
-  n = scores.shape[0]
-  s = tf.cast(scores, tf.float32)
-  s = tf.where(tf.math.is_nan(s), -_MAX, tf.clip_by_value(s, _LOWEST, _MAX))
-  key = tf.where(candidates, s, tf.constant(-np.inf, tf.float32))
-  order = tf.math.top_k(key, k=n, sorted=True).indices
-  rank = tf.scatter_nd(order[:, None], tf.range(n, dtype=tf.int32), [n])
-  return tf.logical_and(rank < k, candidates)
+  return core.rank_select(scores, candidates, k, array_ops.TF)
 
 
 def prune_and_grow(mask, weight, k, grow_scores):
-  """One update of one kernel: drop `k` smallest active, grow `k` inactive.
-
-  Non-finite values never break the exact count: NaN or +-Inf weights that
-  are active are the first pruned (they are no use to the network, and
-  pruning them zeroes them), and NaN grow scores rank last.
-
-  Args:
-    mask: bool tensor, the active connections.
-    weight: float tensor of the same shape.
-    k: scalar int32, number of connections to replace (<= active count).
-    grow_scores: float tensor of the mask's shape; the `k` inactive entries
-      (after pruning; just-pruned ones are eligible) with the largest score
-      are grown.
-
-  Returns:
-    (new_mask, kept, pruned): bool tensors of the mask's shape. `new_mask`
-    has exactly as many active entries as `mask`; `kept` (within
-    `mask & new_mask`) are the entries whose value and optimizer state
-    survive: a connection pruned and regrown in the same update keeps its
-    value unless it was NaN or Inf, newly grown ones start at 0; `pruned`
-    are the `k` entries pruned, regrown or not.
-  """
-  shape = mask.shape
-  m = tf.reshape(mask, [-1])
-  w = tf.reshape(tf.cast(weight, tf.float32), [-1])
-  finite = tf.math.is_finite(w)
-  # Smallest magnitude first; a non-finite weight before any finite one.
-  prune_key = tf.where(finite, -tf.abs(w), tf.constant(np.inf, tf.float32))
-  prune = rank_select(prune_key, m, k)
-  after_prune = tf.logical_and(m, tf.logical_not(prune))
-  s = tf.reshape(grow_scores, [-1])
-  grow = rank_select(s, tf.logical_not(after_prune), k)
-  new_mask = tf.logical_or(after_prune, grow)
-  # A weight pruned and regrown keeps its value, unless it was not finite.
-  kept = tf.logical_and(new_mask, tf.logical_or(
-      after_prune, tf.logical_and(prune, finite)))
-  return (tf.reshape(new_mask, shape), tf.reshape(kept, shape),
-          tf.reshape(prune, shape))
+  """`core.prune_and_grow` on TensorFlow tensors: (new_mask, kept, pruned)."""
+  return core.prune_and_grow(mask, weight, k, grow_scores, array_ops.TF)
 
 
 def _unwrap(optimizer):
@@ -166,43 +102,79 @@ def optimizer_slots(optimizer, variable):
 
 @tf.function(jit_compile=True)
 def _compute_update(masks, weights, unions, scores, slots, ks):
-  """New masks, weights, unions, slots and per-kernel statistics.
+  """`core.update_kernels` in TensorFlow, compiled with XLA."""
+  return core.update_kernels(masks, weights, unions, scores, slots, ks,
+                             array_ops.TF)
 
-  Returns:
-    (masks, weights, unions, slots, regrown, thresholds, non_finite): lists
-    with one entry per kernel; `regrown` counts newly active entries,
-    `thresholds` is the largest finite magnitude pruned, `non_finite` counts
-    active non-finite weights before the update.
-  """
-  out = {k: [] for k in ("m", "w", "u", "s", "n", "t", "nf")}
-  for m, w, u, s, sl, k in zip(masks, weights, unions, scores, slots, ks):
-    new_m, kept, pruned = prune_and_grow(m, w, k, s)
-    zero = tf.zeros_like(w)
-    finite = tf.math.is_finite(w)
-    out["m"].append(new_m)
-    out["w"].append(tf.where(kept, w, zero))
-    out["u"].append(tf.logical_or(u, new_m))
-    out["s"].append([tf.where(kept, v, tf.zeros_like(v)) for v in sl])
-    out["n"].append(tf.reduce_sum(tf.cast(
-        tf.logical_and(new_m, tf.logical_not(m)), tf.int32)))
-    out["t"].append(tf.reduce_max(tf.where(
-        tf.logical_and(pruned, finite), tf.abs(tf.cast(w, tf.float32)),
-        tf.zeros(w.shape, tf.float32))))
-    out["nf"].append(tf.reduce_sum(tf.cast(
-        tf.logical_and(m, tf.logical_not(finite)), tf.int32)))
-  return (out["m"], out["w"], out["u"], out["s"], out["n"], out["t"],
-          out["nf"])
+
+class TFKerasFrontend:
+  """How `MaskUpdater` reads and writes the state of a tf_keras model."""
+
+  ops = array_ops.TF
+
+  def __init__(self, model, jit_compile=True):
+    self.model = model
+    self.strategy = getattr(model, "distribute_strategy", None) or (
+        tf.distribute.get_strategy())
+    self.compute = _compute_update if jit_compile else (
+        tf.function(_compute_update.python_function))
+
+  def sparse_weights(self):
+    return wrapper_lib.sparse_weights(self.model)
+
+  def scope(self):
+    return self.strategy.scope()
+
+  def sync(self):
+    """Nothing to do: tf_keras variables always hold their values."""
+
+  read = staticmethod(tf.convert_to_tensor)
+
+  @staticmethod
+  def assign(variable, value):
+    variable.assign(value)
+
+  slots = staticmethod(optimizer_slots)
+
+  @staticmethod
+  def k(count):
+    return tf.constant(count, tf.int32)
+
+  @staticmethod
+  def apply_masks(wrapper):
+    wrapper.apply_masks()
+
+  def set_rate(self, rate):
+    """Nothing to do: `ExplorationRate` reads the unions itself."""
+    del rate
+
+  def exploration_rate(self, sparse_weights):
+    return float(metrics.exploration_rate_of(sparse_weights))
+
+
+def _frontend(model, jit_compile):
+  """The front-end of `model`: tf_keras, or Keras 3 (`itop_tf.keras3`)."""
+  if wrapper_lib.is_keras3_object(model):
+    from itop_tf.keras3 import updaters as k3  # pylint: disable=g-import-not-at-top
+    return k3.Keras3Frontend(model, jit_compile)
+  return TFKerasFrontend(model, jit_compile)
 
 
 class MaskUpdater:
   """Runs ITOP's prune-and-regrow updates for every wrapper of a model.
 
+  One engine for both front-ends: on a tf_keras model it drives
+  `itop_tf.PruneAndRegrow` layers, on a Keras 3 model (TensorFlow, JAX or
+  PyTorch backend) `itop_tf.keras3.PruneAndRegrow` layers. The update itself
+  is `core.update_kernels`, compiled once per model: XLA through
+  `tf.function` on TensorFlow, `jax.jit` on JAX (eager on PyTorch).
+
   Args:
-    model: a tf_keras model containing `PruneAndRegrow` layers (from
-      `itop_tf.sparsify`, or placed by hand in a subclassed model).
+    model: a model containing itop_tf wrappers (from `itop_tf.sparsify`, or
+      placed by hand in a subclassed model).
     optimizer: the optimizer that trains the model (its slots are masked);
       defaults to `model.optimizer`.
-    jit_compile: compile the update with XLA (default True).
+    jit_compile: compile the update (default True).
 
   Raises:
     ValueError: the model has no wrappers, its wrappers disagree on the
@@ -219,7 +191,8 @@ class MaskUpdater:
     self.model = model
     self.optimizer = optimizer if optimizer is not None else getattr(
         model, "optimizer", None)
-    self.sparse_weights = wrapper_lib.sparse_weights(model)
+    self.frontend = _frontend(model, jit_compile)
+    self.sparse_weights = self.frontend.sparse_weights()
     # Every built wrapper holds at least one kernel.
     self.wrappers = list(dict.fromkeys(sw.wrapper
                                        for sw in self.sparse_weights))
@@ -230,10 +203,6 @@ class MaskUpdater:
             f"Layers {self.wrappers[0].name!r} and {w.name!r} have different "
             "RegrowthSchedules; one model needs one schedule.")
     self._sparse = [sw for sw in self.sparse_weights if not sw.is_dense]
-    self._strategy = getattr(model, "distribute_strategy", None) or (
-        tf.distribute.get_strategy())
-    self._compute = _compute_update if jit_compile else (
-        tf.function(_compute_update.python_function))
     self.handled_step = None
     self.last_stats = None
     self._armed = None
@@ -243,6 +212,7 @@ class MaskUpdater:
     """The optimizer's step (`optimizer.iterations`) as a Python int."""
     if self.optimizer is None:
       raise ValueError("MaskUpdater needs the optimizer to know the step.")
+    self.frontend.sync()
     return int(self.optimizer.iterations.numpy())
 
   def initialize(self, step=None):
@@ -255,26 +225,31 @@ class MaskUpdater:
     Args:
       step: the optimizer step training starts (or resumes) from.
     """
-    with self._strategy.scope():
+    fe = self.frontend
+    fe.sync()
+    with fe.scope():
       for w in self.wrappers:
-        w.apply_masks()
+        fe.apply_masks(w)
       for sw in self.sparse_weights:
-        for slot in optimizer_slots(self.optimizer, sw.weight):
-          v = tf.convert_to_tensor(slot)
-          slot.assign(tf.where(sw.mask, v, tf.zeros_like(v)))
+        mask = fe.read(sw.mask)
+        for slot in fe.slots(self.optimizer, sw.weight):
+          v = fe.read(slot)
+          fe.assign(slot, fe.ops.where(mask, v, fe.ops.zeros_like(v)))
     if step is None:
       step = self.step if self.optimizer is not None else 0
     self.handled_step = int(step)
+    fe.set_rate(self.exploration_rate())
 
   def _arms_capture(self):
-    return any(w.capture is not None for w in self.wrappers)
+    return any(getattr(w, "capture", None) is not None for w in self.wrappers)
 
   def before_step(self, step=None, steps=1):
     """Call before a training call that runs `steps` steps from `step`.
 
     Arms the dense-gradient capture when one of those steps ends on an
-    update step (only for growth rules that read the gradient of that step,
-    i.e. grow="gradient").
+    update step (tf_keras wrappers with a growth rule that reads the
+    gradient of that step, i.e. grow="gradient"; Keras 3 wrappers capture
+    every step inside the compiled step and need nothing here).
     """
     if not self._arms_capture():
       return
@@ -287,7 +262,7 @@ class MaskUpdater:
     if value == self._armed:
       return  # no per-step variable writes while nothing changes
     self._armed = value
-    with self._strategy.scope():
+    with self.frontend.scope():
       for w in self.wrappers:
         if w.capture is not None:
           w.capture.assign(value)
@@ -345,7 +320,8 @@ class MaskUpdater:
     stats = {"step": int(step), "prune_fraction": frac, "regrown": {},
              "non_finite": {}}
     if self._sparse:
-      with self._strategy.scope():
+      self.frontend.sync()
+      with self.frontend.scope():
         regrown, non_finite = self._apply(step, frac)
       for sw, n, bad in zip(self._sparse, regrown, non_finite):
         stats["regrown"][sw.name] = n
@@ -360,34 +336,35 @@ class MaskUpdater:
     if self._arms_capture():
       self._set_capture(False)
     stats["exploration_rate"] = self.exploration_rate()
+    self.frontend.set_rate(stats["exploration_rate"])
     self.last_stats = stats
     return stats
 
   def _apply(self, step, frac):
+    fe = self.frontend
     masks, weights, unions, scores, slots, ks = [], [], [], [], [], []
     slot_vars = []
     for sw in self._sparse:
-      masks.append(tf.convert_to_tensor(sw.mask))
-      weights.append(tf.convert_to_tensor(sw.weight))
-      unions.append(tf.convert_to_tensor(sw.ever_active))
-      scores.append(sw.wrapper.growth.scores(sw, step))
-      sv = optimizer_slots(self.optimizer, sw.weight)
+      masks.append(fe.read(sw.mask))
+      weights.append(fe.read(sw.weight))
+      unions.append(fe.read(sw.ever_active))
+      scores.append(sw.wrapper.growth.scores(sw, step, fe.ops))
+      sv = fe.slots(self.optimizer, sw.weight)
       slot_vars.append(sv)
-      slots.append([tf.convert_to_tensor(v) for v in sv])
-      ks.append(tf.constant(min(math.ceil(frac * sw.count), sw.count),
-                            tf.int32))
+      slots.append([fe.read(v) for v in sv])
+      ks.append(fe.k(core.prune_count(frac, sw.count)))
     new_m, new_w, new_u, new_s, counts, thresholds, non_finite = (
-        self._compute(masks, weights, unions, scores, slots, ks))
+        fe.compute(masks, weights, unions, scores, slots, ks))
     for sw, m, wt, u, s, sv, t in zip(self._sparse, new_m, new_w, new_u,
                                       new_s, slot_vars, thresholds):
-      sw.mask.assign(m)
-      sw.weight.assign(wt)
-      sw.ever_active.assign(u)
-      sw.threshold.assign(t)
+      fe.assign(sw.mask, m)
+      fe.assign(sw.weight, wt)
+      fe.assign(sw.ever_active, u)
+      fe.assign(sw.threshold, t)
       for var, val in zip(sv, s):
-        var.assign(val)
+        fe.assign(var, val)
     return [int(c) for c in counts], [int(c) for c in non_finite]
 
   def exploration_rate(self):
     """Global ITOP rate R_s: ever-active weights over all sparse weights."""
-    return float(metrics.exploration_rate_of(self.sparse_weights))
+    return self.frontend.exploration_rate(self.sparse_weights)

@@ -38,6 +38,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
+from itop_tf import core
 from itop_tf import growth as growth_lib
 from itop_tf import schedules
 
@@ -149,58 +150,14 @@ class ExactCountMask(keras.initializers.Initializer):
     return {"count": self.count, "seed": self.seed}
 
 
-def kernel_seed(seed, index):
-  """Seed of a wrapper's `index`-th kernel (its mask and its random growth).
-
-  Args:
-    seed: the wrapper's seed (a Python int or an int64 tensor).
-    index: the kernel's position in the wrapper.
-
-  Returns:
-    `seed * 16 + index`, of `seed`'s type.
-  """
-  return seed * 16 + index
+kernel_seed = core.kernel_seed
+SparseWeight = core.SparseWeight
 
 
-class SparseWeight:
-  """One sparse kernel of a wrapper and its state variables.
-
-  Attributes:
-    wrapper: the `PruneAndRegrow` layer holding it.
-    index: its position among the wrapper's sparse kernels.
-    name: display name: the inner layer's name, then `/index` for a second
-      kernel (e.g. "lstm/1" for a recurrent kernel).
-    owner, attr: where the layer reads the kernel (`owner.attr`).
-    weight: the kernel variable.
-    mask, ever_active: bool variables of the kernel's shape.
-    dense_grad: ON_READ (SUM) variable of the kernel's shape, or None
-      unless the growth rule needs the dense gradient.
-    threshold: float32 scalar variable, the largest magnitude pruned by the
-      last update.
-    count: number of active entries (constant over training).
-    size: number of entries.
-  """
-
-  def __init__(self, wrapper, index, owner, attr, weight, mask, ever_active,
-               dense_grad, threshold, count):
-    self.wrapper, self.index = wrapper, index
-    self.owner, self.attr, self.weight = owner, attr, weight
-    self.mask, self.ever_active, self.dense_grad = mask, ever_active, dense_grad
-    self.threshold = threshold
-    self.count = int(count)
-    self.size = int(math.prod(weight.shape))
-    base = wrapper.layer.name
-    self.name = base if index == 0 else f"{base}/{index}"
-
-  @property
-  def is_dense(self):
-    return self.count >= self.size
-
-  def growth_seed(self, step):
-    """Stateless-RNG seed of random growth at update `step`: [kernel, step]."""
-    return tf.stack([
-        kernel_seed(tf.convert_to_tensor(self.wrapper.rng_seed), self.index),
-        tf.constant(int(step), tf.int64)])
+def is_keras3_object(obj):
+  """Whether `obj` is a Keras 3 (`import keras`) model or layer."""
+  return any(c.__module__.split(".")[0] == "keras"
+             for c in type(obj).__mro__)
 
 
 def find_wrappers(model):
@@ -209,11 +166,15 @@ def find_wrappers(model):
   Wrappers inside nested models and inside custom layers are found too.
 
   Args:
-    model: a tf_keras model or layer.
+    model: a tf_keras model or layer; a Keras 3 one gives its
+      `itop_tf.keras3.PruneAndRegrow` layers.
 
   Returns:
     A list of `PruneAndRegrow` layers; empty if there is none.
   """
+  if is_keras3_object(model):
+    from itop_tf.keras3 import wrapper as keras3_wrapper  # pylint: disable=g-import-not-at-top
+    return keras3_wrapper.find_wrappers(model)
   found, seen = [], set()
   for m in [model] + list(model._flatten_modules(include_self=False)):
     if isinstance(m, PruneAndRegrow) and id(m) not in seen:
@@ -343,6 +304,11 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
           f"density must be in (0, 1], got {density!r} "
           "(sparsity = 1 - density must be in [0, 1)).")
     self.growth = growth_lib.get(grow)
+    if is_keras3_object(layer):
+      raise ValueError(
+          f"itop_tf.PruneAndRegrow wraps tf_keras layers; {layer.name!r} is "
+          "a Keras 3 layer: use itop_tf.keras3.PruneAndRegrow (or "
+          "itop_tf.sparsify, which picks the right one).")
     if isinstance(layer, keras.layers.Layer) and not supports(layer):
       raise ValueError(
           f"Layer {layer.name!r} ({type(layer).__name__}) has no kernel "
@@ -362,6 +328,10 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
   def schedule(self):
     """The layer's `RegrowthSchedule` (TF-MOT calls it `pruning_schedule`)."""
     return self.pruning_schedule
+
+  def growth_seed(self):
+    """The layer's seed for random growth, as checkpointed (int64 tensor)."""
+    return tf.convert_to_tensor(self.rng_seed)
 
   @property
   def pruning_step(self):

@@ -4,6 +4,10 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("KERAS_BACKEND") == "jax":
+  # Two CPU devices for keras.distribution.DataParallel; before JAX loads.
+  os.environ.setdefault("XLA_FLAGS",
+                        "--xla_force_host_platform_device_count=2")
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest

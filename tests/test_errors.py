@@ -37,13 +37,15 @@ def test_update_interval_below_one():
     itop_tf.RegrowthSchedule(update_interval=0, total_steps=100)
 
 
-def test_keras3_model_says_to_use_tf_keras():
-  keras3 = pytest.importorskip("keras")
-  if not keras3.__version__.startswith("3"):
-    pytest.skip("Keras 3 is not installed")
-  model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
-  with pytest.raises(ValueError, match="Keras 3 model.*import tf_keras"):
-    itop_tf.sparsify(model, 0.9, schedule=_schedule())
+def test_keras3_layer_in_the_tf_keras_wrapper_names_the_keras3_wrapper():
+  import keras as keras3  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match="itop_tf.keras3.PruneAndRegrow"):
+    itop_tf.PruneAndRegrow(keras3.layers.Dense(2), schedule=_schedule())
+
+
+def test_tf_keras_layer_in_the_keras3_wrapper_names_the_tf_keras_wrapper():
+  with pytest.raises(ValueError, match="tf_keras layer takes itop_tf.Prune"):
+    itop_tf.keras3.PruneAndRegrow(keras.layers.Dense(2), schedule=_schedule())
 
 
 def test_subclassed_model_says_how_to_wrap_by_hand():

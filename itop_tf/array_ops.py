@@ -1,0 +1,162 @@
+"""The array namespaces `itop_tf.core` is written against.
+
+`core` needs a dozen array operations. `TF` maps them to TensorFlow (the
+tf_keras/TF-MOT front-end, and the Keras 3 TensorFlow backend gives the same
+numbers); `keras_ops()` maps them to `keras.ops` for whatever Keras 3
+backend is active (TensorFlow, JAX, PyTorch). Each namespace also draws the
+uniform scores of random growth from a stateless RNG keyed by
+(kernel seed, step), so a resumed run draws what an uninterrupted one did.
+
+Example:
+
+>>> from itop_tf import array_ops
+>>> array_ops.TF.count(tf.constant([True, False, True])).numpy()
+2
+"""
+
+import numpy as np
+
+
+class _TensorFlowOps:
+  """`core`'s operations in TensorFlow."""
+
+  name = "tensorflow"
+
+  def __init__(self):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    self.tf = tf
+
+  def convert_to_tensor(self, x):
+    return self.tf.convert_to_tensor(x)
+
+  def cast(self, x, dtype):
+    return self.tf.cast(x, dtype)
+
+  def reshape(self, x, shape):
+    return self.tf.reshape(x, shape)
+
+  def where(self, c, x, y):
+    return self.tf.where(c, x, y)
+
+  def isnan(self, x):
+    return self.tf.math.is_nan(x)
+
+  def isfinite(self, x):
+    return self.tf.math.is_finite(x)
+
+  def abs(self, x):
+    return self.tf.abs(x)
+
+  def clip(self, x, lo, hi):
+    return self.tf.clip_by_value(x, lo, hi)
+
+  def full_like(self, x, value):
+    return self.tf.fill(self.tf.shape(x), self.tf.constant(value, x.dtype))
+
+  def zeros_like(self, x):
+    return self.tf.zeros_like(x)
+
+  def descending_order(self, x):
+    """Indices that sort 1-D `x` descending; equal values by index."""
+    return self.tf.math.top_k(x, k=int(x.shape[0]), sorted=True).indices
+
+  def scatter_1d(self, indices, values, n):
+    return self.tf.scatter_nd(indices[:, None], values, [n])
+
+  def arange(self, n):
+    return self.tf.range(n, dtype=self.tf.int32)
+
+  def less(self, x, y):
+    return self.tf.less(x, self.tf.cast(y, x.dtype))
+
+  def logical_and(self, x, y):
+    return self.tf.logical_and(x, y)
+
+  def logical_or(self, x, y):
+    return self.tf.logical_or(x, y)
+
+  def logical_not(self, x):
+    return self.tf.logical_not(x)
+
+  def count(self, x):
+    return self.tf.reduce_sum(self.tf.cast(x, self.tf.int32))
+
+  def max(self, x):
+    return self.tf.reduce_max(x)
+
+  def uniform(self, shape, seed, step):
+    """Uniform [0, 1) float32 scores keyed by (seed, step)."""
+    tf = self.tf
+    return tf.random.stateless_uniform(
+        shape, seed=tf.stack([tf.cast(seed, tf.int64),
+                              tf.constant(int(step), tf.int64)]))
+
+
+class _KerasOps:
+  """`core`'s operations in `keras.ops` (Keras 3, any backend)."""
+
+  def __init__(self):
+    import keras  # pylint: disable=g-import-not-at-top
+    self.ops = keras.ops
+    self.name = keras.backend.backend()
+
+  def __getattr__(self, name):
+    # cast, reshape, where, isnan, isfinite, abs, clip, zeros_like, less,
+    # logical_and/or/not, max: keras.ops has them with these names.
+    return getattr(self.ops, name)
+
+  def full_like(self, x, value):
+    return self.ops.full_like(x, value)
+
+  def descending_order(self, x):
+    """Indices that sort 1-D `x` descending; equal values by index."""
+    if self.name == "torch":  # torch.topk does not order ties by index.
+      return self.ops.argsort(self.ops.negative(x))
+    return self.ops.top_k(x, k=int(x.shape[0]), sorted=True)[1]
+
+  def scatter_1d(self, indices, values, n):
+    return self.ops.scatter(self.ops.expand_dims(indices, -1), values, (n,))
+
+  def arange(self, n):
+    return self.ops.arange(n, dtype="int32")
+
+  def count(self, x):
+    return self.ops.sum(self.ops.cast(x, "int32"))
+
+  def uniform(self, shape, seed, step):
+    """Uniform [0, 1) float32 scores keyed by (seed, step), drawn eagerly.
+
+    TensorFlow draws exactly what the tf_keras front-end draws; JAX and
+    PyTorch draw their own stream from the same key.
+    """
+    seed, step = int(seed), int(step)
+    shape = tuple(int(d) for d in shape)
+    if self.name == "jax":
+      import jax  # pylint: disable=g-import-not-at-top
+      key = jax.random.PRNGKey(seed & 0x7FFFFFFF)
+      key = jax.random.fold_in(key, seed >> 31)
+      key = jax.random.fold_in(key, step & 0x7FFFFFFF)
+      return jax.random.uniform(key, shape, dtype="float32")
+    if self.name == "torch":
+      import torch  # pylint: disable=g-import-not-at-top
+      gen = torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**63)
+      values = torch.rand(shape, generator=gen, dtype=torch.float32)
+      return self.ops.convert_to_tensor(values)
+    if self.name == "tensorflow":
+      return TF.uniform(shape, seed, step)
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, seed >> 32, step])
+    return self.ops.convert_to_tensor(
+        rng.random(shape, dtype=np.float32))
+
+
+TF = _TensorFlowOps()
+
+_KERAS = None
+
+
+def keras_ops():
+  """The namespace for the active Keras 3 backend (made once)."""
+  global _KERAS
+  if _KERAS is None:
+    _KERAS = _KerasOps()
+  return _KERAS

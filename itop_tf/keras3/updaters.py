@@ -1,0 +1,130 @@
+"""How `itop_tf.MaskUpdater` reads and writes a Keras 3 model's state.
+
+`MaskUpdater` (in `itop_tf.updaters`) is the one update engine; this module
+gives it the Keras 3 side: where the optimizer slots are, how to compile
+`core.update_kernels` for the active backend (XLA through `tf.function` on
+TensorFlow, `jax.jit` on JAX, eager on PyTorch) and, on JAX, the
+`model.jax_state_sync()` that `fit` needs before a callback reads or writes
+variables (the next step then trains on what was written).
+"""
+
+import contextlib
+
+import keras
+
+from itop_tf import array_ops
+from itop_tf import core
+from itop_tf.keras3 import metrics
+from itop_tf.keras3 import wrapper as wrapper_lib
+
+
+def _unwrap(optimizer):
+  while hasattr(optimizer, "inner_optimizer"):
+    optimizer = optimizer.inner_optimizer
+  return optimizer
+
+
+def optimizer_slots(optimizer, variable):
+  """The optimizer variables of `variable` with its shape (Keras 3).
+
+  SGD momentum, Adam/AdamW/Nadam/Lion moments, RMSprop, Adagrad, the EMA
+  average (`use_ema=True`) and gradient accumulators, also inside a
+  `LossScaleOptimizer`. Factored slots (Adafactor) are left out.
+
+  Args:
+    optimizer: a Keras 3 optimizer, or None.
+    variable: a model variable.
+
+  Returns:
+    A list of optimizer variables; empty before the optimizer is built.
+  """
+  if optimizer is None:
+    return []
+  opt = _unwrap(optimizer)
+  trainables = getattr(opt, "_trainable_variables", None)
+  if not trainables:
+    return []
+  try:
+    i = opt._get_variable_index(variable)  # pylint: disable=protected-access
+  except (KeyError, ValueError):
+    return []
+  shape = tuple(variable.shape)
+  out = []
+  for name, value in sorted(vars(opt).items()):
+    if name == "_trainable_variables" or not isinstance(value, list):
+      continue
+    if len(value) != len(trainables):
+      continue
+    slot = value[i]
+    if (isinstance(slot, keras.Variable) and slot is not variable and
+        tuple(slot.shape) == shape and
+        all(slot is not o for o in out)):
+      out.append(slot)
+  return out
+
+
+def _compile(fn, jit_compile):
+  backend = keras.backend.backend()
+  if backend == "tensorflow":
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf.function(fn, jit_compile=bool(jit_compile))
+  if backend == "jax" and jit_compile:
+    import jax  # pylint: disable=g-import-not-at-top
+    return jax.jit(fn)
+  return fn
+
+
+class Keras3Frontend:
+  """The Keras 3 side of `MaskUpdater` (any backend)."""
+
+  def __init__(self, model, jit_compile=True):
+    self.model = model
+    self.ops = array_ops.keras_ops()
+    ops = self.ops
+
+    def update(masks, weights, unions, scores, slots, ks):
+      return core.update_kernels(masks, weights, unions, scores, slots, ks,
+                                 ops)
+
+    self.compute = _compile(update, jit_compile)
+
+  def sparse_weights(self):
+    return wrapper_lib.sparse_weights(self.model)
+
+  def scope(self):
+    strategy = getattr(self.model, "_distribute_strategy", None)
+    if strategy is not None:
+      return strategy.scope()
+    return contextlib.nullcontext()
+
+  def sync(self):
+    """On JAX, puts `fit`'s training state back into the variables."""
+    sync = getattr(self.model, "jax_state_sync", None)
+    if sync is not None and keras.backend.backend() == "jax":
+      sync()
+
+  @staticmethod
+  def read(variable):
+    return keras.ops.convert_to_tensor(variable)
+
+  @staticmethod
+  def assign(variable, value):
+    variable.assign(value)
+
+  slots = staticmethod(optimizer_slots)
+
+  @staticmethod
+  def k(count):
+    return keras.ops.convert_to_tensor(count, dtype="int32")
+
+  @staticmethod
+  def apply_masks(wrapper):
+    wrapper.apply_masks()
+
+  def set_rate(self, rate):
+    metric = metrics.exploration_metric(self.model)
+    if metric is not None:
+      metric.set(rate)
+
+  def exploration_rate(self, sparse_weights):
+    return metrics.exploration_rate_of(sparse_weights)

@@ -1,0 +1,334 @@
+"""`PruneAndRegrow` for Keras 3 (`import keras`): the mask lives in the layer.
+
+The Keras 3 twin of `itop_tf.PruneAndRegrow` (tf_keras/TF-MOT), with the
+same state per sparse kernel (`core.SparseWeight`):
+
+- `mask` and `ever_active` (bool, non-trainable): the active connections and
+  their union. The inner layer sees `where(mask, w, 0)` as its kernel, so the
+  gradient reaching `w` is masked and no step writes to the kernel.
+- `dense_grad` (only for grow="gradient"/"momentum"): a variable made with
+  `overwrite_with_gradient=True`. The masked kernel goes through a
+  `keras.ops.custom_gradient` identity that hands its incoming (dense)
+  gradient to this variable, and the optimizer writes that gradient into it
+  (summed over replicas under `tf.distribute`) instead of descending on it.
+  So the dense gradient is captured inside the compiled train step, on every
+  backend, every step; for "momentum" the variable holds a moving average.
+  It is listed among the trainable weights (Keras computes gradients only
+  for those), gets no optimizer slots, and `strip` drops it.
+- `threshold` (float32 scalar): the largest magnitude the last update pruned.
+
+Masks change only through `itop_tf.MaskUpdater` (used by `ITOPCallback`).
+
+Example:
+
+>>> import keras, itop_tf
+>>> layer = itop_tf.keras3.PruneAndRegrow(
+...     keras.layers.Dense(4), itop_tf.RegrowthSchedule(10, 100), density=0.5)
+>>> _ = layer(keras.ops.ones((2, 8)))
+>>> int(keras.ops.sum(keras.ops.cast(layer.sparse_weights[0].mask, "int32")))
+16
+"""
+
+import math
+
+import keras
+import numpy as np
+
+from itop_tf import core
+from itop_tf import growth as growth_lib
+from itop_tf import schedules
+
+NO_WRAPPERS_MESSAGE = (
+    "The model has no itop_tf layers: make it sparse with itop_tf.sparsify("
+    "model, sparsity=..., schedule=...), or wrap layers in "
+    "itop_tf.keras3.PruneAndRegrow.")
+
+# The kernels itop_tf makes sparse, by layer type (subclasses first), named
+# as the layer names its variable.
+_KERNELS = (
+    (keras.layers.SeparableConv1D, ("pointwise_kernel",)),
+    (keras.layers.SeparableConv2D, ("pointwise_kernel",)),
+    (keras.layers.Embedding, ("embeddings",)),
+    (keras.layers.Dense, ("kernel",)),
+    (keras.layers.EinsumDense, ("kernel",)),
+    (keras.layers.Conv1D, ("kernel",)),
+    (keras.layers.Conv2D, ("kernel",)),
+    (keras.layers.Conv3D, ("kernel",)),
+    (keras.layers.Conv1DTranspose, ("kernel",)),
+    (keras.layers.Conv2DTranspose, ("kernel",)),
+    (keras.layers.Conv3DTranspose, ("kernel",)),
+    (keras.layers.DepthwiseConv1D, ("kernel",)),
+    (keras.layers.DepthwiseConv2D, ("kernel",)),
+)
+
+SUPPORTED = ("Dense, EinsumDense, Conv1D/2D/3D and their transposes, "
+             "DepthwiseConv1D/2D, SeparableConv1D/2D, Embedding")
+
+
+def _kernel_names(layer):
+  for cls, names in _KERNELS:
+    if isinstance(layer, cls):
+      return names
+  return None
+
+
+def supports(layer):
+  """Whether itop_tf can make `layer`'s kernels sparse (needs no build)."""
+  return _kernel_names(layer) is not None
+
+
+def unsupported_reason(layer):
+  """Why `layer` cannot be wrapped, or None if it can."""
+  if not supports(layer):
+    return (f"{type(layer).__name__} is not a layer type itop_tf wraps "
+            f"({SUPPORTED})")
+  if getattr(layer, "quantization_mode", None):
+    return f"it is quantized ({layer.quantization_mode})"
+  if getattr(layer, "lora_enabled", False):
+    return "it has LoRA enabled"
+  return None
+
+
+def prunable_kernels(layer):
+  """The kernels of a built `layer` to make sparse, as (owner, attr) pairs.
+
+  Raises:
+    ValueError: the layer cannot be wrapped (see `unsupported_reason`).
+  """
+  reason = unsupported_reason(layer)
+  if reason:
+    raise ValueError(
+        f"Layer {layer.name!r} cannot be made sparse: {reason}. Keep it dense "
+        "(dense_layers=[...]) or use a supported layer.")
+  out = []
+  for name in _kernel_names(layer):
+    var = next((v for v in layer.trainable_weights
+                if v.path.split("/")[-1] == name), None)
+    if var is None:
+      continue
+    attr = next((a for a, v in vars(layer).items() if v is var), None)
+    if attr is None:
+      raise ValueError(
+          f"Layer {layer.name!r}: its {name!r} variable is not an attribute, "
+          "so itop_tf cannot feed it masked.")
+    out.append((layer, attr))
+  return out
+
+
+def exact_count_mask(shape, count, seed):
+  """Random bool mask with exactly `count` True entries (numpy, seeded).
+
+  The same on every backend: the mask depends on (shape, count, seed) only.
+  """
+  n = math.prod(shape)
+  rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(seed) >> 32])
+  flat = np.zeros(n, bool)
+  flat[rng.permutation(n)[:count]] = True
+  return flat.reshape(shape)
+
+
+def _capture_gradient(x, grad_var, decay):
+  """Identity on `x` whose gradient also becomes `grad_var`'s "gradient".
+
+  `grad_var` is an `overwrite_with_gradient` variable, so the optimizer
+  stores that gradient in it: the dense gradient of the masked kernel (NaN
+  replaced by 0), or with a `decay` its moving average.
+  """
+  ops = keras.ops
+
+  @ops.custom_gradient
+  def identity(t, g):
+
+    def grad(*args, upstream=None):
+      if upstream is None:
+        (upstream,) = args
+      d = ops.cast(upstream, g.dtype)
+      d = ops.where(ops.isnan(d), ops.zeros_like(d), d)
+      if decay is not None:
+        d = decay * g + (1.0 - decay) * d
+      return upstream, d
+
+    return ops.copy(t), grad
+
+  return identity(x, grad_var)
+
+
+@keras.saving.register_keras_serializable(package="itop_tf")
+class PruneAndRegrow(keras.layers.Wrapper):
+  """Keeps a Keras 3 layer's kernel sparse with a mask that updates move.
+
+  Args:
+    layer: the Keras 3 layer to wrap (see `SUPPORTED`).
+    schedule: an `itop_tf.RegrowthSchedule`.
+    density: fraction of each kernel kept active, in (0, 1].
+    counts: optional exact active counts, one per sparse kernel; overrides
+      `density` (`itop_tf.sparsify` passes the ERK counts here).
+    grow: "random" (SET), "gradient" (RigL), "momentum" (SNFS) or an
+      `itop_tf.growth.Growth` instance.
+    seed: integer seed of this layer's initial mask and random growth.
+    **kwargs: passed to `keras.layers.Wrapper`.
+
+  Raises:
+    ValueError: bad density, grow method or schedule, or a layer that cannot
+      be wrapped.
+
+  Example:
+
+  >>> fc = itop_tf.keras3.PruneAndRegrow(keras.layers.Dense(32), schedule,
+  ...                                    density=0.1, grow="gradient")
+  """
+
+  def __init__(self, layer, schedule=None, density=1.0, counts=None,
+               grow="random", seed=0, **kwargs):
+    if not isinstance(schedule, schedules.RegrowthSchedule):
+      raise ValueError(
+          "PruneAndRegrow needs schedule=itop_tf.RegrowthSchedule(...)"
+          f", got {schedule!r}.")
+    if not 0.0 < float(density) <= 1.0:
+      raise ValueError(
+          f"density must be in (0, 1], got {density!r} "
+          "(sparsity = 1 - density must be in [0, 1)).")
+    if not isinstance(layer, keras.layers.Layer):
+      raise ValueError(
+          f"itop_tf.keras3.PruneAndRegrow wraps a Keras 3 layer, got "
+          f"{type(layer).__name__}; a tf_keras layer takes "
+          "itop_tf.PruneAndRegrow.")
+    reason = unsupported_reason(layer)
+    if reason:
+      raise ValueError(f"Layer {layer.name!r} cannot be made sparse: "
+                       f"{reason}.")
+    self.growth = growth_lib.get(grow)
+    self.schedule = schedule
+    self.density = float(density)
+    self.counts = None if counts is None else [int(c) for c in counts]
+    self.grow = self.growth.name
+    self.seed = int(seed)
+    if "dtype" not in kwargs:
+      kwargs["dtype"] = layer.dtype_policy
+    super().__init__(layer, **kwargs)
+    self.sparse_weights = []
+
+  def growth_seed(self):
+    """The layer's seed for random growth (a Python int)."""
+    return self.seed
+
+  def build(self, input_shape=None):
+    super().build(input_shape)
+    kernels = prunable_kernels(self.layer)
+    if self.counts is not None and len(self.counts) != len(kernels):
+      raise ValueError(
+          f"counts has {len(self.counts)} entries but layer "
+          f"{self.layer.name!r} has {len(kernels)} sparse kernels.")
+    sws = []
+    for i, (owner, attr) in enumerate(kernels):
+      weight = getattr(owner, attr)
+      shape = tuple(int(d) for d in weight.shape)
+      size = math.prod(shape)
+      if self.counts is not None:
+        count = min(max(self.counts[i], 1), size)
+      else:
+        count = min(max(int(round(self.density * size)), 1), size)
+      init = exact_count_mask(shape, count, core.kernel_seed(self.seed, i))
+      suffix = "" if i == 0 else f"_{i}"
+      mask = self.add_weight(
+          name="mask" + suffix, shape=shape, dtype="bool", trainable=False,
+          initializer=lambda s, dtype=None, v=init: v)
+      union = self.add_weight(
+          name="ever_active" + suffix, shape=shape, dtype="bool",
+          trainable=False, initializer=lambda s, dtype=None, v=init: v)
+      grad = None
+      if self.growth.needs_dense_gradient:
+        grad = self.add_weight(
+            name="dense_grad" + suffix, shape=shape, dtype="float32",
+            initializer="zeros", trainable=True, autocast=False,
+            overwrite_with_gradient=True, aggregation="sum")
+      threshold = self.add_weight(
+          name="threshold" + suffix, shape=(), dtype="float32",
+          initializer="zeros", trainable=False)
+      sws.append(core.SparseWeight(self, i, owner, attr, weight, mask, union,
+                                   grad, threshold, count))
+    # A plain list: Keras must not track SparseWeight records as state.
+    object.__setattr__(self, "sparse_weights", sws)
+    self.apply_masks()
+    self.built = True
+
+  def apply_masks(self):
+    """Sets every inactive kernel entry to exactly 0."""
+    ops = keras.ops
+    for sw in self.sparse_weights:
+      w = ops.convert_to_tensor(sw.weight)
+      mask = ops.convert_to_tensor(sw.mask)
+      sw.weight.assign(ops.where(mask, w, ops.zeros_like(w)))
+
+  def _masked(self, sw):
+    ops = keras.ops
+    w = ops.convert_to_tensor(sw.weight)
+    w = ops.where(ops.convert_to_tensor(sw.mask), w, ops.zeros_like(w))
+    w = ops.cast(w, self.layer.compute_dtype)
+    if sw.dense_grad is not None:
+      w = _capture_gradient(w, ops.convert_to_tensor(sw.dense_grad),
+                            self.growth.gradient_decay)
+    return w
+
+  def call(self, inputs, *args, **kwargs):
+    masked = [(sw, self._masked(sw)) for sw in self.sparse_weights]
+    try:
+      for sw, w in masked:
+        object.__setattr__(sw.owner, sw.attr, w)
+      return self.layer(inputs, *args, **kwargs)
+    finally:
+      for sw, _ in masked:
+        object.__setattr__(sw.owner, sw.attr, sw.weight)
+
+  def compute_output_shape(self, input_shape):
+    return self.layer.compute_output_shape(input_shape)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update({"schedule": self.schedule.get_config(),
+                   "density": self.density, "counts": self.counts,
+                   "grow": self.grow, "seed": self.seed})
+    return config
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    config = dict(config)
+    config["schedule"] = schedules.RegrowthSchedule.from_config(
+        config["schedule"])
+    layer = keras.saving.deserialize_keras_object(
+        config.pop("layer"), custom_objects=custom_objects)
+    return cls(layer, **config)
+
+
+def find_wrappers(model):
+  """All Keras 3 `PruneAndRegrow` layers in `model`, at any depth, in order.
+
+  Args:
+    model: a Keras 3 model or layer.
+
+  Returns:
+    A list of `PruneAndRegrow` layers; empty if there is none.
+  """
+  found, seen = [], set()
+  for layer in [model] + list(model._flatten_layers(include_self=False)):  # pylint: disable=protected-access
+    if isinstance(layer, PruneAndRegrow) and id(layer) not in seen:
+      seen.add(id(layer))
+      found.append(layer)
+  return found
+
+
+def sparse_weights(model):
+  """Every sparse kernel of a Keras 3 `model`, in model order.
+
+  Raises:
+    ValueError: the model has no itop_tf layers, or one is not built.
+  """
+  wrappers = find_wrappers(model)
+  if not wrappers:
+    raise ValueError(NO_WRAPPERS_MESSAGE)
+  for w in wrappers:
+    if not w.built:
+      raise ValueError(
+          f"Layer {w.name!r} is not built: call the model once (or "
+          "model.build(input_shape)) before training.")
+  return [sw for w in wrappers for sw in w.sparse_weights]

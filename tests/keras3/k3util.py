@@ -1,0 +1,102 @@
+"""Small Keras 3 models, data and helpers for the Keras 3 suite."""
+
+import keras
+import numpy as np
+
+import itop_tf
+
+BACKEND = keras.backend.backend()
+
+
+def sync(model):
+  """On JAX, puts fit's state back into the variables before reading them."""
+  if BACKEND == "jax":
+    model.jax_state_sync()
+
+
+def value(variable):
+  return keras.ops.convert_to_numpy(variable)
+
+
+def mlp(inputs=16, hidden=32, classes=4):
+  return keras.Sequential([
+      keras.Input((inputs,)),
+      keras.layers.Dense(hidden, activation="relu", name="fc1"),
+      keras.layers.Dense(classes, name="fc2"),
+  ])
+
+
+def small_cnn(classes=4, size=8, channels=3):
+  inp = keras.Input((size, size, channels))
+  x = keras.layers.Conv2D(8, 3, padding="same", name="conv1")(inp)
+  x = keras.layers.BatchNormalization()(x)
+  x = keras.layers.ReLU()(x)
+  x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+  x = keras.layers.Conv2D(16, 3, strides=2, name="conv2")(x)
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  out = keras.layers.Dense(classes, name="head")(x)
+  return keras.Model(inp, out)
+
+
+def toy_data(n=256, inputs=16, classes=4, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(n, inputs)).astype("float32")
+  w = rng.normal(size=(inputs, classes))
+  y = np.argmax(x @ w, axis=1).astype("int32")
+  return x, y
+
+
+def schedule(interval=5, total=200, **kw):
+  return itop_tf.RegrowthSchedule(update_interval=interval, total_steps=total,
+                                  **kw)
+
+
+def sparse_mlp(sparsity=0.8, grow="random", seed=0, interval=5, total=200,
+               **kw):
+  return itop_tf.sparsify(mlp(), sparsity=sparsity,
+                          schedule=schedule(interval, total), grow=grow,
+                          seed=seed, **kw)
+
+
+def compile_model(model, optimizer=None, jit=True):
+  model.compile(
+      optimizer or keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      metrics=["accuracy"], jit_compile=jit)
+  return model
+
+
+def kernels(model):
+  """The model's `core.SparseWeight`s."""
+  return itop_tf.keras3.wrapper.sparse_weights(model)
+
+
+class InvariantProbe(keras.callbacks.Callback):
+  """Checks the invariants after every training step (syncs on JAX).
+
+  Exact active count per kernel, inactive weights exactly 0, union a
+  superset of the mask and of the previous union. Records the masks.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.unions = None
+    self.masks = []
+    self.steps = 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    model = self.model  # syncs on JAX
+    sws = kernels(model)
+    unions = []
+    for sw in sws:
+      m, w, u = value(sw.mask), value(sw.weight), value(sw.ever_active)
+      assert m.sum() == sw.count, (sw.name, m.sum(), sw.count)
+      assert np.all(w[~m] == 0), sw.name
+      assert np.all(u[m]), sw.name
+      unions.append(u)
+    if self.unions is not None:
+      for old, new in zip(self.unions, unions):
+        assert np.all(new[old]), "the union lost an entry"
+    self.unions = unions
+    self.masks.append([value(sw.mask).copy() for sw in sws])
+    self.steps += 1

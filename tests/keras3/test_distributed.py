@@ -1,0 +1,97 @@
+"""Keras 3 front-end on 2 devices: identical masks on every replica.
+
+TensorFlow backend: `tf.distribute.MirroredStrategy` over 2 logical CPUs
+(tests/conftest.py). JAX backend: `keras.distribution.DataParallel` over 2
+CPU devices (XLA_FLAGS, tests/conftest.py).
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import itop_tf
+import k3util
+from k3util import value
+
+pytestmark = pytest.mark.skipif(
+    k3util.BACKEND not in ("tensorflow", "jax"),
+    reason="data parallel tests cover the TensorFlow and JAX backends")
+
+
+def _replica_values(variable):
+  """The value of `variable` on each device, as numpy arrays."""
+  if k3util.BACKEND == "tensorflow":
+    return [v.numpy() for v in variable.value.values]
+  return [np.asarray(s.data) for s in variable.value.addressable_shards]
+
+
+_STRATEGY = []
+
+
+def _data_parallel():
+  """A context in which models are built data-parallel over 2 devices."""
+  if k3util.BACKEND == "tensorflow":
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    # One strategy per process: a second MirroredStrategy made after
+    # keras.backend.clear_session() failed here with a collective shape
+    # mismatch between the two models' gradients.
+    if not _STRATEGY:
+      _STRATEGY.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    return _STRATEGY[0].scope()
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+
+  @contextlib.contextmanager
+  def scope():
+    assert len(jax.devices()) == 2
+    keras.distribution.set_distribution(
+        keras.distribution.DataParallel(devices=jax.devices()))
+    try:
+      yield
+    finally:
+      keras.distribution.set_distribution(None)
+
+  return scope()
+
+
+@pytest.mark.parametrize("grow", ["random", "gradient"])
+def test_two_replicas_keep_identical_masks(grow):
+  x, y = k3util.toy_data()
+  with _data_parallel():
+    model = k3util.compile_model(k3util.sparse_mlp(grow=grow, interval=2),
+                                 jit=k3util.BACKEND == "jax")
+    probe = k3util.InvariantProbe()
+    hist = model.fit(x, y, batch_size=32, epochs=2, verbose=0,
+                     callbacks=[itop_tf.ITOPCallback(), probe])
+    k3util.sync(model)
+    sws = k3util.kernels(model)
+    for sw in sws:
+      for var in (sw.mask, sw.ever_active, sw.weight):
+        values = _replica_values(var)
+        assert len(values) == 2
+        np.testing.assert_array_equal(values[0], values[1])
+  assert hist.history["itop_rate"][-1] > hist.history["itop_rate"][0]
+  moved = any(not np.array_equal(a, b)
+              for a, b in zip(probe.masks[0], probe.masks[-1]))
+  assert moved
+
+
+def test_captured_gradient_is_the_global_batch_gradient():
+  """One linear layer, MSE over the global batch of 16 split on 2 devices."""
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(16, 6)).astype("float32")
+  y = rng.normal(size=(16, 3)).astype("float32")
+  with _data_parallel():
+    model = keras.Sequential([keras.Input((6,)),
+                              keras.layers.Dense(3, use_bias=False)])
+    sparse = itop_tf.sparsify(model, 0.5, schedule=k3util.schedule(),
+                              grow="gradient", distribution="uniform")
+    sparse.compile(keras.optimizers.SGD(0.0), "mse",
+                   jit_compile=k3util.BACKEND == "jax")
+    sw = k3util.kernels(sparse)[0]
+    w = value(sw.weight)
+    sparse.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+    k3util.sync(sparse)
+    want = 2.0 / (16 * 3) * x.T @ (x @ w - y)
+    for got in _replica_values(sw.dense_grad):
+      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)

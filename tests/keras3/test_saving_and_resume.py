@@ -1,0 +1,86 @@
+"""Keras 3 front-end: `.keras` files, BackupAndRestore and exact resume."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import itop_tf
+import k3util
+from k3util import value
+
+
+def _state(model):
+  k3util.sync(model)
+  return [(value(sw.mask).copy(), value(sw.ever_active).copy(),
+           value(sw.weight).copy()) for sw in k3util.kernels(model)]
+
+
+def test_keras_file_brings_back_masks_union_schedule_and_growth(tmp_path):
+  model = k3util.compile_model(k3util.sparse_mlp(grow="gradient",
+                                                 interval=3, seed=5))
+  x, y = k3util.toy_data()
+  model.fit(x, y, batch_size=32, epochs=1, verbose=0,
+            callbacks=[itop_tf.ITOPCallback()])
+  path = os.path.join(tmp_path, "m.keras")
+  model.save(path)
+  loaded = keras.models.load_model(path)
+  for (m, u, w), (m2, u2, w2) in zip(_state(model), _state(loaded)):
+    np.testing.assert_array_equal(m, m2)
+    np.testing.assert_array_equal(u, u2)
+    np.testing.assert_array_equal(w, w2)
+  wrappers = itop_tf.find_wrappers(loaded)
+  assert [w.grow for w in wrappers] == ["gradient", "gradient"]
+  assert wrappers[0].schedule == itop_tf.find_wrappers(model)[0].schedule
+  assert wrappers[0].seed == itop_tf.find_wrappers(model)[0].seed
+  assert itop_tf.exploration_rate(loaded) == itop_tf.exploration_rate(model)
+  assert int(value(loaded.optimizer.iterations)) == 8
+  np.testing.assert_allclose(loaded.predict(x, verbose=0),
+                             model.predict(x, verbose=0), atol=1e-6)
+
+
+class _Interrupt(keras.callbacks.Callback):
+
+  def __init__(self, at_step):
+    super().__init__()
+    self.at_step = at_step
+    self.seen = 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.seen += 1
+    if self.seen == self.at_step:
+      raise RuntimeError("killed")
+
+
+def _run(tmp_path, interrupt=None, grow="random"):
+  keras.utils.set_random_seed(0)
+  model = k3util.compile_model(k3util.sparse_mlp(grow=grow, interval=3,
+                                                 total=48))
+  x, y = k3util.toy_data(n=128)
+  callbacks = [keras.callbacks.BackupAndRestore(str(tmp_path)),
+               itop_tf.ITOPCallback()]
+  if interrupt:
+    with pytest.raises(RuntimeError, match="killed"):
+      model.fit(x, y, batch_size=32, epochs=6, verbose=0, shuffle=False,
+                callbacks=callbacks + [_Interrupt(interrupt)])
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(1)  # a restart does not share the RNG
+    model = k3util.compile_model(k3util.sparse_mlp(grow=grow, interval=3,
+                                                   total=48))
+  model.fit(x, y, batch_size=32, epochs=6, verbose=0, shuffle=False,
+            callbacks=callbacks)
+  return _state(model), itop_tf.exploration_rate(model)
+
+
+@pytest.mark.parametrize("grow", ["random", "gradient"])
+def test_backup_and_restore_resumes_with_the_same_masks_and_rate(
+    tmp_path, grow):
+  """Killed mid-epoch 3, restarted: the end state equals a run never killed."""
+  want, rate = _run(tmp_path / "a", grow=grow)
+  got, got_rate = _run(tmp_path / "b", interrupt=10, grow=grow)
+  assert got_rate == rate
+  for (m, u, w), (m2, u2, w2) in zip(want, got):
+    np.testing.assert_array_equal(m, m2)
+    np.testing.assert_array_equal(u, u2)
+    np.testing.assert_allclose(w, w2, atol=1e-5)

@@ -1,0 +1,237 @@
+"""Keras 3 front-end: the invariants of DESIGN.md during `fit`, this backend."""
+
+import keras
+import numpy as np
+import pytest
+
+import itop_tf
+from itop_tf import distributions
+import k3util
+from k3util import value
+
+
+def test_sparsify_returns_a_keras3_model_with_exact_erk_counts():
+  model = k3util.small_cnn()
+  sparse = itop_tf.sparsify(model, 0.9, schedule=k3util.schedule())
+  assert isinstance(sparse, keras.Model)
+  sws = k3util.kernels(sparse)
+  assert [sw.name for sw in sws] == ["conv1", "dw", "conv2", "head"]
+  _, want = distributions.layer_counts([sw.shape for sw in sws], 0.1, "erk")
+  assert [sw.count for sw in sws] == [int(c) for c in want]
+  for sw in sws:
+    m = value(sw.mask)
+    assert m.sum() == sw.count
+    np.testing.assert_array_equal(value(sw.ever_active), m)
+    assert np.all(value(sw.weight)[~m] == 0)
+  total = sum(sw.size for sw in sws)
+  assert itop_tf.exploration_rate(sparse) == pytest.approx(
+      sum(sw.count for sw in sws) / total)
+  assert sum(sw.count for sw in sws) == round(0.1 * total)
+
+
+def test_uniform_and_er_distributions_and_layer_densities():
+  sparse = itop_tf.sparsify(k3util.mlp(), 0.5, schedule=k3util.schedule(),
+                            distribution="uniform")
+  assert [sw.count for sw in k3util.kernels(sparse)] == [256, 64]
+  sparse = itop_tf.sparsify(k3util.mlp(), 0.5, schedule=k3util.schedule(),
+                            layer_densities={"fc2": 1.0})
+  assert k3util.kernels(sparse)[1].count == 128
+
+
+def test_original_model_is_left_unchanged_and_weights_are_copied():
+  model = k3util.mlp()
+  before = [w.copy() for w in model.get_weights()]
+  sparse = itop_tf.sparsify(model, 0.8, schedule=k3util.schedule())
+  for a, b in zip(before, model.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  sw = k3util.kernels(sparse)[0]
+  m = value(sw.mask)
+  np.testing.assert_array_equal(value(sw.weight)[m], before[0][m])
+
+
+@pytest.mark.parametrize("grow", ["random", "gradient", "momentum"])
+def test_invariants_hold_after_every_step_under_jit(grow):
+  model = k3util.compile_model(k3util.sparse_mlp(grow=grow, interval=3))
+  x, y = k3util.toy_data()
+  probe = k3util.InvariantProbe()
+  hist = model.fit(x, y, batch_size=32, epochs=3, verbose=0,
+                   callbacks=[itop_tf.ITOPCallback(), probe])
+  assert probe.steps == 24
+  rates = hist.history["itop_rate"]
+  assert rates[0] > 0.2 + 1e-9 and rates == sorted(rates)
+  assert rates[-1] == pytest.approx(itop_tf.exploration_rate(model))
+  # Masks moved at the update steps (3, 6, ...) and only there.
+  moved = [i + 1 for i in range(1, len(probe.masks))
+           if any(not np.array_equal(a, b)
+                  for a, b in zip(probe.masks[i - 1], probe.masks[i]))]
+  assert moved and all(step % 3 == 0 for step in moved)
+
+
+def test_rigl_grows_where_the_dense_gradient_is_largest():
+  model = k3util.compile_model(k3util.sparse_mlp(grow="gradient",
+                                                 interval=1000, total=2000))
+  x, y = k3util.toy_data()
+  model.fit(x[:32], y[:32], batch_size=32, epochs=1, verbose=0)
+  k3util.sync(model)
+  sw = k3util.kernels(model)[0]
+  grad = np.abs(value(sw.dense_grad))
+  mask = value(sw.mask)
+  assert grad[~mask].max() > 0, "the captured gradient is dense"
+  updater = itop_tf.MaskUpdater(model)
+  updater.initialize()
+  updater.update(1000)
+  new = value(sw.mask)
+  grown = new & ~mask
+  assert grown.sum() > 0
+  # Every grown entry beats every inactive one that was not grown.
+  assert grad[grown].min() >= grad[~new & ~mask].max()
+
+
+def test_captured_gradient_is_the_gradient_of_the_loss():
+  """One linear layer, MSE: the gradient is 2/N X^T (X W_masked - Y)."""
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(16, 6)).astype("float32")
+  y = rng.normal(size=(16, 3)).astype("float32")
+  model = keras.Sequential([keras.Input((6,)),
+                            keras.layers.Dense(3, use_bias=False)])
+  sparse = itop_tf.sparsify(model, 0.5, schedule=k3util.schedule(),
+                            grow="gradient", distribution="uniform")
+  sparse.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=True)
+  sw = k3util.kernels(sparse)[0]
+  w = value(sw.weight)
+  sparse.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+  k3util.sync(sparse)
+  want = 2.0 / (16 * 3) * x.T @ (x @ w - y)
+  np.testing.assert_allclose(value(sw.dense_grad), want, rtol=1e-4,
+                             atol=1e-6)
+
+
+OPTIMIZERS = {
+    "sgd_nesterov": lambda: keras.optimizers.SGD(0.05, momentum=0.9,
+                                                 nesterov=True),
+    "adam": lambda: keras.optimizers.Adam(1e-2),
+    "adamw": lambda: keras.optimizers.AdamW(1e-2, weight_decay=1e-3),
+    "loss_scale": lambda: keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(0.05, momentum=0.9)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_grown_weights_start_at_zero_with_zeroed_optimizer_slots(name):
+  model = k3util.compile_model(
+      k3util.sparse_mlp(grow="random", interval=1000, total=4000),
+      OPTIMIZERS[name]())
+  x, y = k3util.toy_data()
+  model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+  updater = itop_tf.MaskUpdater(model)
+  updater.initialize()
+  sw = k3util.kernels(model)[0]
+  slots = itop_tf.keras3.updaters.optimizer_slots(model.optimizer, sw.weight)
+  assert slots, "no optimizer slots found"
+  old_mask, old_w = value(sw.mask), value(sw.weight)
+  old_slots = [value(s) for s in slots]
+  assert all(np.abs(s[old_mask]).sum() > 0 for s in old_slots)
+  stats = updater.update(1000)
+  new_mask, new_w = value(sw.mask), value(sw.weight)
+  grown = new_mask & ~old_mask
+  kept = new_mask & old_mask
+  assert grown.sum() == stats["regrown"]["fc1"] > 0
+  assert np.all(new_w[grown] == 0) and np.all(new_w[~new_mask] == 0)
+  np.testing.assert_array_equal(new_w[kept], old_w[kept])
+  for old, s in zip(old_slots, slots):
+    s = value(s)
+    assert np.all(s[~new_mask] == 0) and np.all(s[grown] == 0)
+    np.testing.assert_array_equal(s[kept], old[kept])
+
+
+def test_the_step_after_an_update_trains_with_the_new_mask():
+  """fit, update from the callback, then the next compiled step sees it."""
+  model = k3util.compile_model(
+      k3util.sparse_mlp(grow="random", interval=4, total=400),
+      keras.optimizers.SGD(0.1))
+  x, y = k3util.toy_data()
+  probe = k3util.InvariantProbe()
+  model.fit(x[:160], y[:160], batch_size=32, epochs=1, verbose=0,
+            shuffle=False, callbacks=[itop_tf.ITOPCallback(), probe])
+  # Update after step 4; step 5 trained with the new mask: entries grown
+  # at step 4 (value 0) have moved, entries pruned there stay 0.
+  before, after = probe.masks[2][0], probe.masks[3][0]
+  grown = after & ~before
+  assert grown.sum() > 0
+  k3util.sync(model)
+  w = value(k3util.kernels(model)[0].weight)
+  assert np.count_nonzero(w[grown]) > 0, "the new mask did not train"
+  assert np.all(w[~after] == 0)
+
+
+def test_cosine_prune_fraction_sets_how_many_connections_move():
+  sched = k3util.schedule(interval=10, total=100)
+  model = k3util.compile_model(itop_tf.sparsify(
+      k3util.mlp(hidden=64), 0.5, schedule=sched, distribution="uniform"))
+  updater = itop_tf.MaskUpdater(model)
+  updater.initialize(0)
+  sw = k3util.kernels(model)[0]
+  for step in (10, 50, 90):
+    old = value(sw.mask)
+    updater.update(step)
+    new = value(sw.mask)
+    k = itop_tf.core.prune_count(sched.prune_fraction(step), sw.count)
+    left = (old & ~new).sum()
+    # k pruned; random regrowth may pick a few of them back.
+    assert k * 0.5 <= left <= k
+
+
+def test_strip_gives_the_same_predictions_with_exact_zeros():
+  model = k3util.compile_model(k3util.sparse_mlp(grow="gradient"))
+  x, y = k3util.toy_data()
+  model.fit(x, y, batch_size=32, epochs=1, verbose=0,
+            callbacks=[itop_tf.ITOPCallback()])
+  plain = itop_tf.strip(model)
+  assert not itop_tf.find_wrappers(plain)
+  np.testing.assert_allclose(plain.predict(x, verbose=0),
+                             model.predict(x, verbose=0), atol=1e-6)
+  k3util.sync(model)
+  for sw, layer in zip(k3util.kernels(model), ["fc1", "fc2"]):
+    kernel = plain.get_layer(layer).kernel
+    np.testing.assert_array_equal(value(kernel) != 0,
+                                  value(sw.mask) & (value(sw.weight) != 0))
+
+
+def test_hand_wrapped_layers_in_a_subclassed_model_are_found():
+
+  class Net(keras.Model):
+
+    def __init__(self):
+      super().__init__()
+      self.fc1 = itop_tf.keras3.PruneAndRegrow(
+          keras.layers.Dense(32, activation="relu"), k3util.schedule(3, 100),
+          density=0.25)
+      self.fc2 = keras.layers.Dense(4)
+
+    def call(self, x):
+      return self.fc2(self.fc1(x))
+
+  model = Net()
+  model(np.zeros((1, 16), "float32"))
+  k3util.compile_model(model)
+  x, y = k3util.toy_data()
+  probe = k3util.InvariantProbe()
+  hist = model.fit(x, y, batch_size=32, epochs=2, verbose=0,
+                   callbacks=[itop_tf.ITOPCallback(), probe])
+  assert hist.history["itop_rate"][-1] > 0.25
+  assert [sw.count for sw in k3util.kernels(model)] == [128]
+
+
+def test_mixed_precision_trains_with_a_loss_scale_optimizer():
+  keras.config.set_dtype_policy("mixed_float16")
+  model = k3util.compile_model(k3util.sparse_mlp(grow="gradient",
+                                                 interval=3))
+  assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+  x, y = k3util.toy_data()
+  probe = k3util.InvariantProbe()
+  hist = model.fit(x, y, batch_size=32, epochs=2, verbose=0,
+                   callbacks=[itop_tf.ITOPCallback(), probe])
+  assert np.isfinite(hist.history["loss"]).all()
+  assert hist.history["itop_rate"][-1] > hist.history["itop_rate"][0] - 1e-9
+  sw = k3util.kernels(model)[0]
+  assert str(sw.weight.dtype) == "float32"
