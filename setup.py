@@ -25,6 +25,7 @@ setuptools.setup(
     ],
     extras_require={
         "jax": ["jax==0.10.2", "jaxlib==0.10.2"],
+        "torch": ["torch==2.14.1"],
         "data": ["tensorflow-datasets==4.9.10", "importlib_resources==7.1.0"],
         "test": ["pytest==9.0.3", "pytest-xdist==3.8.0", "scikit-learn==1.9.1",
                  "tensorflow-datasets==4.9.10", "importlib_resources==7.1.0"],

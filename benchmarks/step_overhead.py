@@ -23,8 +23,11 @@ median of the same run.
       --image_size=128 --rounds=10
 """
 
+import json
 import os
+import subprocess
 import sys
+import time
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -49,12 +52,19 @@ def define_flags(flag_values=flags.FLAGS):
   define("list", "update_intervals", ["100", "1000"],
          "Delta T values to amortize the update over.")
   define("bool", "jit", True, "jit_compile the training steps.")
+  define("list", "keras3_backends", ["tensorflow", "jax"],
+         "Keras 3 backends to measure too, each in a child process; empty "
+         "for none.")
+  define("string", "keras3_child", None, "Internal: measure Keras 3 rows in "
+         "this process (its KERAS_BACKEND) and print them as JSON.")
 
   def validate(f):
     if not 0.0 < f["sparsity"] < 1.0:
       raise flags.ValidationError("--sparsity must be in (0, 1).")
-    if f["steps"] < 2 or f["rounds"] < 1:
-      raise flags.ValidationError("--steps must be >= 2, --rounds >= 1.")
+    if f["steps"] < 3 or f["rounds"] < 1:
+      raise flags.ValidationError(
+          "--steps must be >= 3 (an update step, the step after it and a "
+          "plain one), --rounds >= 1.")
     if any(not s.isdigit() or int(s) < 1 for s in f["update_intervals"]):
       raise flags.ValidationError(
           "--update_intervals must be positive integers.")
@@ -87,6 +97,147 @@ def measure(name, f):
   return rows
 
 
+def measure_keras3(name, f):
+  """Times Keras 3 dense and itop_tf variants of network `name` (this backend).
+
+  Returns:
+    One row per variant, as `summarize_keras3` makes them.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  from launchers import models  # pylint: disable=g-import-not-at-top
+
+  model_name, shape, classes = harness.NETWORKS[name]
+  shape = shape(f.image_size)
+  batch = f.resnet50_batch_size if name == "resnet50" else f.batch_size
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((batch,) + shape).astype(np.float32)
+  y = rng.integers(0, classes, size=(batch,)).astype(np.int32)
+  per_round = 3 * f.steps
+
+  class Timer(keras.callbacks.Callback):
+
+    def __init__(self):
+      super().__init__()
+      self.times = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+      self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+      float(logs["loss"])  # wait for the step
+      self.times.append(time.perf_counter() - self._start)
+
+  variants = {}
+  for kind in ("dense", "itop"):
+    keras.utils.set_random_seed(1)
+    model = models.build(model_name, shape, classes, keras_module=keras)
+    callbacks = []
+    if kind == "itop":
+      model = itop_tf.sparsify(
+          model, sparsity=f.sparsity, grow="gradient",
+          schedule=itop_tf.RegrowthSchedule(f.steps, 10**6))
+      callbacks.append(itop_tf.ITOPCallback())
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=f.jit)
+    timer = Timer()
+    variants[kind] = (model, callbacks + [timer], timer)
+
+  def one_round(kind):
+    model, callbacks, timer = variants[kind]
+    start = len(timer.times)
+    model.fit(np.repeat(x, per_round, 0), np.repeat(y, per_round, 0),
+              batch_size=batch, epochs=1, shuffle=False, verbose=0,
+              callbacks=callbacks)
+    return timer.times[start:]
+
+  for kind in variants:
+    one_round(kind)  # warm-up: compiles the step and the update
+  rounds = {kind: [] for kind in variants}
+  for _ in range(f.rounds):
+    for kind in variants:
+      rounds[kind].append(one_round(kind))
+  rows = summarize_keras3(rounds, f.steps, [int(s) for s in f.update_intervals])
+  for row in rows:
+    row.update(model=name, batch=batch,
+               image_size=32 if name == "resnet20" else f.image_size,
+               frontend=f"keras3/{keras.backend.backend()}")
+  return rows
+
+
+def summarize_keras3(rounds, interval, intervals):
+  """Amortized Keras 3 step times from whole `fit` rounds.
+
+  Args:
+    rounds: `{variant: [[seconds per step of one fit call], ...]}` with a
+      "dense" entry; steps `interval`, `2 interval`, ... of every round
+      (1-based) end with an update in the sparse variants. The first step
+      of a round (it includes the `fit` call's start) is not used.
+    interval: steps between the updates in the rounds.
+    intervals: the Delta T values to amortize over.
+
+  Returns:
+    One row per variant: "variant", "plain_s" (median of the steps that are
+    neither first, an update step nor the step after one), "update_step_s"
+    (plain + median extra cost of an update: update step + the step after
+    it - 2 plain) and `ratio_dt<Delta T>` = `(plain + extra / Delta T) /
+    dense plain`.
+  """
+
+  def split(times):
+    plain, extra = [], []
+    for r in times:
+      for i, t in enumerate(r[1:], start=2):
+        if i % interval and (i - 1) % interval:
+          plain.append(t)
+    p = float(np.median(plain))
+    for r in times:
+      for u in range(interval, len(r), interval):  # u: 1-based update step
+        extra.append(r[u - 1] + r[u] - 2 * p)
+    return p, float(np.median(extra)) if extra else 0.0
+
+  dense, _ = split(rounds["dense"])
+  rows = []
+  for kind, times in rounds.items():
+    plain, extra = split(times)
+    if kind == "dense":
+      extra = 0.0  # it has no update; its "extra" is noise
+    row = {"variant": kind, "plain_s": plain, "update_step_s": plain + extra}
+    for dt in intervals:
+      row[f"ratio_dt{dt}"] = (plain + extra / dt) / dense
+    rows.append(row)
+  return rows
+
+
+# The flags a Keras 3 child process measures with.
+_CHILD_FLAGS = ("models", "batch_size", "resnet50_batch_size", "image_size",
+                "sparsity", "steps", "rounds", "update_intervals", "jit")
+
+
+def child_args(f):
+  """The command-line flags that make a child measure what `f` says."""
+  args = ["--keras3_child=1"]
+  for name in _CHILD_FLAGS:
+    value = f[name].value
+    if isinstance(value, bool):
+      args.append(f"--{'' if value else 'no'}{name}")
+    elif isinstance(value, list):
+      args.append(f"--{name}={','.join(value)}")
+    else:
+      args.append(f"--{name}={value}")
+  return args
+
+
+def _keras3_rows(backend, f):
+  """Runs this script with --keras3_child in a KERAS_BACKEND=backend child."""
+  env = dict(os.environ, KERAS_BACKEND=backend)
+  cmd = [sys.executable, os.path.abspath(__file__)] + child_args(f)
+  out = subprocess.run(cmd, env=env, check=True, capture_output=True,
+                       text=True).stdout
+  line = next(l for l in reversed(out.splitlines()) if l.startswith("ROWS "))
+  return json.loads(line[5:])
+
+
 def summarize(samples, intervals):
   """Median plain and update steps per variant, amortized against dense.
 
@@ -115,12 +266,14 @@ def summarize(samples, intervals):
 
 def format_rows(rows, intervals):
   """Markdown table of `measure` rows."""
-  head = ("| model (batch, px) | variant | plain step (ms) | update step (ms) |"
+  head = ("| model (batch, px) | front-end | variant | plain step (ms) | "
+          "update step (ms) |"
           + "".join(f" amortized / dense, ΔT={dt} |" for dt in intervals))
-  lines = [head, "|---" * (4 + len(intervals)) + "|"]
+  lines = [head, "|---" * (5 + len(intervals)) + "|"]
   for r in rows:
     lines.append(
-        f"| {r['model']} ({r['batch']}, {r['image_size']}) | {r['variant']} | "
+        f"| {r['model']} ({r['batch']}, {r['image_size']}) | "
+        f"{r.get('frontend', 'tf_keras')} | {r['variant']} | "
         f"{1e3 * r['plain_s']:.1f} | {1e3 * r['update_step_s']:.1f} |"
         + "".join(f" {r[f'ratio_dt{dt}']:.3f} |" for dt in intervals))
   return "\n".join(lines)
@@ -128,20 +281,32 @@ def format_rows(rows, intervals):
 
 def run(f):
   """Measures every network of --models; prints and returns the rows."""
+  intervals = [int(s) for s in f.update_intervals]
+  if f.keras3_child:
+    rows = [r for name in f.models for r in measure_keras3(name, f)]
+    print("ROWS " + json.dumps(rows))
+    return rows
   rows = []
   for name in f.models:
     rows += measure(name, f)
-  intervals = [int(s) for s in f.update_intervals]
+  for backend in f.keras3_backends:
+    rows += _keras3_rows(backend, f)
   print(f"machine: {harness.machine()}; jit_compile={f.jit}; "
         f"sparsity={f.sparsity}; {f.rounds} rounds x {f.steps} steps")
   print(format_rows(rows, intervals))
   for name in f.models:
-    by = {r["variant"]: r for r in rows if r["model"] == name}
+    by = {r["variant"]: r for r in rows
+          if r["model"] == name and "frontend" not in r}
+    k3 = {r["frontend"]: r for r in rows
+          if r["model"] == name and r.get("variant") == "itop" and
+          "frontend" in r}
     for dt in intervals:
       key = f"ratio_dt{dt}"
       print(f"{name} ΔT={dt}: itop_tf {by['itop'][key]:.3f}x dense, "
             f"TF-MOT {by['tfmot'][key]:.3f}x dense, itop_tf / TF-MOT "
-            f"{by['itop'][key] / by['tfmot'][key]:.3f}")
+            f"{by['itop'][key] / by['tfmot'][key]:.3f}"
+            + "".join(f"; {fe} {r[key]:.3f}x its dense"
+                      for fe, r in k3.items()))
   return rows
 
 

@@ -19,6 +19,10 @@ import os
 
 # TF-MOT needs Keras 2; make tf.keras mean tf_keras before TensorFlow loads.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+if os.environ.get("KERAS_BACKEND") == "torch":
+  # Keras 3 on PyTorch 2.14 loaded after TensorFlow 2.21 crashes the process
+  # (segmentation fault); loaded before it, both work.
+  import keras  # pylint: disable=g-import-not-at-top,unused-import
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from itop_tf import growth

@@ -1,4 +1,4 @@
-"""The paper's networks as tf_keras functional models (dense, unbuilt masks).
+"""The paper's networks as functional models of either Keras (dense).
 
 - `resnet50`: ImageNet ResNet-50 (`keras.applications.ResNet50`, random init).
 - `resnet20_cifar`: He et al.'s CIFAR ResNet-20 (16-32-64 channels, 0.27M
@@ -12,63 +12,68 @@
 - `small_cnn`: conv32-conv64 with max-pooling and a 128-unit dense layer, for
   the offline Fashion-MNIST runs.
 
+Every builder takes the Keras module to build with: `tf_keras` (default,
+the TF-MOT front-end) or Keras 3 (`import keras`), so a benchmark compares
+the same network on both.
+
 Example:
 
 >>> model = build("vgg_c", input_shape=(32, 32, 3), num_classes=10)
+>>> import keras
+>>> model3 = build("resnet20_cifar", (32, 32, 3), 10, keras_module=keras)
 """
 
-import tf_keras as keras
-
-layers = keras.layers
+import tf_keras
 
 
-def resnet50(input_shape, num_classes):
+def resnet50(input_shape, num_classes, keras=tf_keras):
   """ImageNet ResNet-50 (Keras Applications), randomly initialised."""
   return keras.applications.ResNet50(
       weights=None, input_shape=tuple(input_shape), classes=num_classes,
       classifier_activation=None)
 
 
-def _conv_bn(x, filters, kernel, strides, name):
-  x = layers.Conv2D(filters, kernel, strides=strides, padding="same",
+def _conv_bn(x, filters, kernel, strides, name, keras):
+  x = keras.layers.Conv2D(filters, kernel, strides=strides, padding="same",
                     use_bias=False, kernel_initializer="he_normal",
                     name=name)(x)
-  return layers.BatchNormalization(epsilon=1e-5, momentum=0.9,
+  return keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9,
                                    name=name + "_bn")(x)
 
 
-def _basic_resnet(input_shape, num_classes, stages, name):
+def _basic_resnet(input_shape, num_classes, stages, name, keras):
   """CIFAR-stem ResNet of basic blocks; stages: [(planes, blocks, stride)]."""
   inputs = keras.Input(input_shape)
   in_planes = stages[0][0]
-  x = layers.ReLU()(_conv_bn(inputs, in_planes, 3, 1, "conv1"))
+  x = keras.layers.ReLU()(_conv_bn(inputs, in_planes, 3, 1, "conv1", keras))
   for stage, (planes, blocks, stride) in enumerate(stages, start=1):
     for block in range(blocks):
       s = stride if block == 0 else 1
       prefix = f"layer{stage}_{block}"
-      out = layers.ReLU()(_conv_bn(x, planes, 3, s, prefix + "_conv1"))
-      out = _conv_bn(out, planes, 3, 1, prefix + "_conv2")
+      out = keras.layers.ReLU()(_conv_bn(x, planes, 3, s, prefix + "_conv1", keras))
+      out = _conv_bn(out, planes, 3, 1, prefix + "_conv2", keras)
       shortcut = x
       if s != 1 or in_planes != planes:
-        shortcut = _conv_bn(x, planes, 1, s, prefix + "_shortcut")
-      x = layers.ReLU()(layers.Add()([out, shortcut]))
+        shortcut = _conv_bn(x, planes, 1, s, prefix + "_shortcut", keras)
+      x = keras.layers.ReLU()(keras.layers.Add()([out, shortcut]))
       in_planes = planes
-  x = layers.GlobalAveragePooling2D()(x)
-  outputs = layers.Dense(num_classes, use_bias=False, name="classifier")(x)
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  outputs = keras.layers.Dense(num_classes, use_bias=False, name="classifier")(x)
   return keras.Model(inputs, outputs, name=name)
 
 
-def resnet20_cifar(input_shape, num_classes):
+def resnet20_cifar(input_shape, num_classes, keras=tf_keras):
   """ResNet-20 (3 stages of 3 basic blocks, 16-32-64 channels)."""
   return _basic_resnet(input_shape, num_classes,
-                       [(16, 3, 1), (32, 3, 2), (64, 3, 2)], "resnet20_cifar")
+                       [(16, 3, 1), (32, 3, 2), (64, 3, 2)], "resnet20_cifar",
+                       keras)
 
 
-def resnet34_cifar(input_shape, num_classes):
+def resnet34_cifar(input_shape, num_classes, keras=tf_keras):
   """ResNet-34 (basic blocks 3-4-6-3) with the CIFAR stem."""
   return _basic_resnet(input_shape, num_classes,
                        [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)],
-                       "resnet34_cifar")
+                       "resnet34_cifar", keras)
 
 
 # Channels, or (kernel size, channels); "M" is a 2x2 max-pool.
@@ -76,50 +81,50 @@ _VGG_C = [64, 64, "M", 128, 128, "M", 256, 256, (1, 256), "M",
           512, 512, (1, 512), "M", 512, 512, (1, 512), "M"]
 
 
-def vgg_c(input_shape, num_classes):
+def vgg_c(input_shape, num_classes, keras=tf_keras):
   """VGG-16 "C" of SNIP/ITOP with BatchNorm (2048-512-512 classifier)."""
   inputs = keras.Input(input_shape)
   x = inputs
   index = 0
   for v in _VGG_C:
     if v == "M":
-      x = layers.MaxPool2D(2)(x)
+      x = keras.layers.MaxPool2D(2)(x)
       continue
     kernel, filters = v if isinstance(v, tuple) else (3, v)
     index += 1
     # The official code pads every conv by 1, the 1x1 ones included.
-    x = layers.ZeroPadding2D(1)(x)
-    x = layers.Conv2D(filters, kernel, name=f"conv{index}")(x)
-    x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9)(x)
-    x = layers.ReLU()(x)
-  x = layers.Flatten()(x)
+    x = keras.layers.ZeroPadding2D(1)(x)
+    x = keras.layers.Conv2D(filters, kernel, name=f"conv{index}")(x)
+    x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9)(x)
+    x = keras.layers.ReLU()(x)
+  x = keras.layers.Flatten()(x)
   for i in (1, 2):
-    x = layers.Dense(512, activation="relu", name=f"fc{i}")(x)
-    x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9)(x)
-  outputs = layers.Dense(num_classes, name="fc3")(x)
+    x = keras.layers.Dense(512, activation="relu", name=f"fc{i}")(x)
+    x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9)(x)
+  outputs = keras.layers.Dense(num_classes, name="fc3")(x)
   return keras.Model(inputs, outputs, name="vgg_c")
 
 
-def lenet_300_100(input_shape, num_classes):
+def lenet_300_100(input_shape, num_classes, keras=tf_keras):
   """The 300-100 MLP on flattened inputs."""
   inputs = keras.Input(input_shape)
-  x = layers.Flatten()(inputs)
-  x = layers.Dense(300, activation="relu", name="fc1")(x)
-  x = layers.Dense(100, activation="relu", name="fc2")(x)
-  outputs = layers.Dense(num_classes, name="fc3")(x)
+  x = keras.layers.Flatten()(inputs)
+  x = keras.layers.Dense(300, activation="relu", name="fc1")(x)
+  x = keras.layers.Dense(100, activation="relu", name="fc2")(x)
+  outputs = keras.layers.Dense(num_classes, name="fc3")(x)
   return keras.Model(inputs, outputs, name="lenet_300_100")
 
 
-def small_cnn(input_shape, num_classes):
+def small_cnn(input_shape, num_classes, keras=tf_keras):
   """conv32 - pool - conv64 - pool - dense128 - classifier."""
   inputs = keras.Input(input_shape)
-  x = layers.Conv2D(32, 3, activation="relu", name="conv1")(inputs)
-  x = layers.MaxPool2D(2)(x)
-  x = layers.Conv2D(64, 3, activation="relu", name="conv2")(x)
-  x = layers.MaxPool2D(2)(x)
-  x = layers.Flatten()(x)
-  x = layers.Dense(128, activation="relu", name="fc1")(x)
-  outputs = layers.Dense(num_classes, name="fc2")(x)
+  x = keras.layers.Conv2D(32, 3, activation="relu", name="conv1")(inputs)
+  x = keras.layers.MaxPool2D(2)(x)
+  x = keras.layers.Conv2D(64, 3, activation="relu", name="conv2")(x)
+  x = keras.layers.MaxPool2D(2)(x)
+  x = keras.layers.Flatten()(x)
+  x = keras.layers.Dense(128, activation="relu", name="fc1")(x)
+  outputs = keras.layers.Dense(num_classes, name="fc2")(x)
   return keras.Model(inputs, outputs, name="small_cnn")
 
 
@@ -133,20 +138,21 @@ MODELS = {
 }
 
 
-def build(name, input_shape, num_classes):
+def build(name, input_shape, num_classes, keras_module=tf_keras):
   """Builds model `name` for inputs of `input_shape` (no batch dimension).
 
   Args:
     name: one of `MODELS`.
     input_shape: e.g. (32, 32, 3).
     num_classes: size of the classifier output (logits).
+    keras_module: `tf_keras` (default) or Keras 3 (`import keras`).
 
   Returns:
-    A built, dense tf_keras functional model.
+    A built, dense functional model of that Keras.
 
   Raises:
     ValueError: unknown model name.
   """
   if name not in MODELS:
     raise ValueError(f"Unknown model {name!r}: use one of {sorted(MODELS)}.")
-  return MODELS[name](tuple(input_shape), int(num_classes))
+  return MODELS[name](tuple(input_shape), int(num_classes), keras_module)

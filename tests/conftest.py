@@ -4,10 +4,18 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("KERAS_BACKEND") == "torch":
+  import keras  # noqa: F401  (before TensorFlow: the other order segfaults)
 if os.environ.get("KERAS_BACKEND") == "jax":
   # Two CPU devices for keras.distribution.DataParallel; before JAX loads.
   os.environ.setdefault("XLA_FLAGS",
                         "--xla_force_host_platform_device_count=2")
+
+# tests/keras3 runs in processes of its own, one per KERAS_BACKEND
+# (tests/run.sh); without one it is not collected, and its conftest (a
+# module also named "conftest") is not imported over this one.
+if not os.environ.get("KERAS_BACKEND"):
+  collect_ignore = ["keras3"]
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest

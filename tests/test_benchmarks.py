@@ -65,7 +65,8 @@ def test_make_variant_rejects_an_unknown_kind():
 
 def test_step_overhead_smoke_reports_every_variant(capsys):
   fv = parse(step_overhead, "--models=resnet20", "--batch_size=2",
-             "--steps=2", "--rounds=1", "--update_intervals=1,100")
+             "--steps=3", "--rounds=1", "--update_intervals=1,100",
+             "--keras3_backends=")
   rows = step_overhead.run(fv)
   assert [r["variant"] for r in rows] == ["dense", "tfmot", "itop"]
   for r in rows:
@@ -88,6 +89,43 @@ def test_step_overhead_amortizes_the_update_step_against_dense():
   assert rows["itop"]["ratio_dt1"] == pytest.approx(11.0 / 0.5)
   assert rows["tfmot"]["ratio_dt10"] == pytest.approx(1.0)
   assert rows["dense"]["update_step_s"] == 0.5
+
+
+def test_step_overhead_keras3_child_times_dense_and_itop(capsys):
+  """The Keras 3 rows, measured in this process (Keras 3 on TensorFlow)."""
+  fv = parse(step_overhead, "--models=resnet20", "--batch_size=2",
+             "--steps=3", "--rounds=1", "--update_intervals=1,100",
+             "--keras3_child=1", "--nojit")
+  rows = step_overhead.run(fv)
+  assert [r["variant"] for r in rows] == ["dense", "itop"]
+  assert {r["frontend"] for r in rows} == {"keras3/tensorflow"}
+  for r in rows:
+    assert r["plain_s"] > 0 and r["ratio_dt100"] > 0
+  assert capsys.readouterr().out.startswith("ROWS [")
+
+
+def test_step_overhead_children_measure_what_the_parent_was_told():
+  fv = parse(step_overhead, "--models=resnet20", "--batch_size=4",
+             "--steps=3", "--rounds=2", "--update_intervals=5,50", "--nojit")
+  args = step_overhead.child_args(fv)
+  child = parse(step_overhead, *args)
+  for name in step_overhead._CHILD_FLAGS:  # pylint: disable=protected-access
+    assert child[name].value == fv[name].value, name
+  assert child.keras3_child == "1"
+
+
+def test_step_overhead_keras3_counts_the_update_and_the_step_after_it():
+  # One round of 9 steps, updates after steps 3, 6 and 9. Step 1 includes
+  # the fit call's start and is not used; steps 4 and 7 follow an update.
+  itop_round = [9.0, 1.0, 3.0, 1.5, 1.0, 3.0, 1.5, 1.0, 3.0]
+  dense_round = [9.0] + [0.5] * 8
+  rows = {r["variant"]: r for r in step_overhead.summarize_keras3(
+      {"dense": [dense_round], "itop": [itop_round]}, 3, [1, 10])}
+  # plain 1.0 (steps 2, 5, 8); extra per update = 3.0 + 1.5 - 2 = 2.5.
+  assert rows["itop"]["plain_s"] == 1.0
+  assert rows["itop"]["update_step_s"] == pytest.approx(3.5)
+  assert rows["itop"]["ratio_dt10"] == pytest.approx((1.0 + 0.25) / 0.5)
+  assert rows["dense"]["ratio_dt10"] == pytest.approx(1.0)
 
 
 def test_step_overhead_rejects_unknown_models():

@@ -63,6 +63,25 @@ def optimizer_slots(optimizer, variable):
   return out
 
 
+def _update(masks, weights, unions, scores, slots, ks):
+  return core.update_kernels(masks, weights, unions, scores, slots, ks,
+                             array_ops.keras_ops())
+
+
+# One compiled update per setting, shared by every MaskUpdater of the
+# process: a new `fit` call (a new ITOPCallback.on_train_begin) must not
+# compile it again.
+_COMPILED = {}
+
+
+def compiled_update(jit_compile=True):
+  """`core.update_kernels` compiled for this backend (made once)."""
+  key = bool(jit_compile)
+  if key not in _COMPILED:
+    _COMPILED[key] = _compile(_update, key)
+  return _COMPILED[key]
+
+
 def _compile(fn, jit_compile):
   backend = keras.backend.backend()
   if backend == "tensorflow":
@@ -80,13 +99,7 @@ class Keras3Frontend:
   def __init__(self, model, jit_compile=True):
     self.model = model
     self.ops = array_ops.keras_ops()
-    ops = self.ops
-
-    def update(masks, weights, unions, scores, slots, ks):
-      return core.update_kernels(masks, weights, unions, scores, slots, ks,
-                                 ops)
-
-    self.compute = _compile(update, jit_compile)
+    self.compute = compiled_update(jit_compile)
 
   def sparse_weights(self):
     return wrapper_lib.sparse_weights(self.model)

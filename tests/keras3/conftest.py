@@ -1,15 +1,11 @@
 """Keras 3 suite: runs only in a process started with KERAS_BACKEND set.
 
-`tests/run.sh` runs it once per backend (tensorflow, jax), each in its own
-process, because Keras 3 picks its backend once, at import.
+`tests/run.sh` runs it once per backend (tensorflow, jax, torch), each in its
+own process, because Keras 3 picks its backend once, at import;
+tests/conftest.py leaves this folder out of runs without KERAS_BACKEND.
 """
 
-import os
-
 import pytest
-
-if not os.environ.get("KERAS_BACKEND"):
-  collect_ignore_glob = ["test_*.py"]
 
 
 @pytest.fixture(autouse=True)

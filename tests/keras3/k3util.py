@@ -6,6 +6,9 @@ import numpy as np
 import itop_tf
 
 BACKEND = keras.backend.backend()
+# jit_compile=True is torch.compile on PyTorch: minutes of compiling for
+# these tiny models on CPU, so the PyTorch run trains eagerly.
+JIT = BACKEND != "torch"
 
 
 def sync(model):
@@ -58,7 +61,7 @@ def sparse_mlp(sparsity=0.8, grow="random", seed=0, interval=5, total=200,
                           seed=seed, **kw)
 
 
-def compile_model(model, optimizer=None, jit=True):
+def compile_model(model, optimizer=None, jit=JIT):
   model.compile(
       optimizer or keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
       keras.losses.SparseCategoricalCrossentropy(from_logits=True),

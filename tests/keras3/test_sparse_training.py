@@ -50,7 +50,7 @@ def test_original_model_is_left_unchanged_and_weights_are_copied():
 
 
 @pytest.mark.parametrize("grow", ["random", "gradient", "momentum"])
-def test_invariants_hold_after_every_step_under_jit(grow):
+def test_invariants_hold_after_every_step_compiled(grow):
   model = k3util.compile_model(k3util.sparse_mlp(grow=grow, interval=3))
   x, y = k3util.toy_data()
   probe = k3util.InvariantProbe()
@@ -96,7 +96,7 @@ def test_captured_gradient_is_the_gradient_of_the_loss():
                             keras.layers.Dense(3, use_bias=False)])
   sparse = itop_tf.sparsify(model, 0.5, schedule=k3util.schedule(),
                             grow="gradient", distribution="uniform")
-  sparse.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=True)
+  sparse.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=k3util.JIT)
   sw = k3util.kernels(sparse)[0]
   w = value(sw.weight)
   sparse.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
