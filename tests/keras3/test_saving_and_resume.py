@@ -84,3 +84,32 @@ def test_backup_and_restore_resumes_with_the_same_masks_and_rate(
     np.testing.assert_array_equal(m, m2)
     np.testing.assert_array_equal(u, u2)
     np.testing.assert_allclose(w, w2, atol=1e-5)
+
+
+def test_training_on_from_a_keras_file_ends_where_one_run_does(tmp_path):
+  """2 epochs, save, load, 2 more == 4 epochs without stopping."""
+  x, y = k3util.toy_data(n=128)
+
+  def fresh():
+    keras.utils.set_random_seed(0)
+    return k3util.compile_model(k3util.sparse_mlp(grow="gradient",
+                                                  interval=3, total=32))
+
+  def fit(model, epochs):
+    model.fit(x, y, batch_size=32, epochs=epochs, verbose=0, shuffle=False,
+              callbacks=[itop_tf.ITOPCallback()])
+
+  whole = fresh()
+  fit(whole, 4)
+  first = fresh()
+  fit(first, 2)
+  path = os.path.join(tmp_path, "half.keras")
+  first.save(path)
+  keras.backend.clear_session()
+  second = keras.models.load_model(path)
+  fit(second, 2)
+  assert itop_tf.exploration_rate(second) == itop_tf.exploration_rate(whole)
+  for (m, u, w), (m2, u2, w2) in zip(_state(whole), _state(second)):
+    np.testing.assert_array_equal(m, m2)
+    np.testing.assert_array_equal(u, u2)
+    np.testing.assert_allclose(w, w2, atol=1e-5)
