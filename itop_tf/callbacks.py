@@ -20,7 +20,7 @@ class ITOPCallback(keras.callbacks.Callback):
   back from a checkpoint on resume) and makes sure the model has the
   `itop_rate` metric (`itop_tf.ExplorationRate`, the global R_s). After every
   step it checks the schedule against `optimizer.iterations` and runs the
-  XLA-compiled update when one is due, then puts the new R_s into that
+  compiled update when one is due, then puts the new R_s into that
   step's logs, so the progress bar, `History` and Keras' `TensorBoard` show
   R_s as it is after the update. Under `log_dir` it writes TensorBoard
   scalars `itop/exploration_rate` (global and per layer),
@@ -31,7 +31,9 @@ class ITOPCallback(keras.callbacks.Callback):
 
   Args:
     log_dir: directory for TensorBoard summaries; None writes none.
-    jit_compile: compile the update with XLA (default True).
+    jit_compile: compile the update: True, False or "auto" (default): XLA
+      with TensorFlow where a GPU/TPU is visible, graph mode on CPU (faster
+      there), `jax.jit` on JAX, eager on PyTorch.
     per_layer_logs: also put `itop_rate/<layer>`, `itop_density/<layer>` and
       `itop_regrown/<layer>` (regrown in the last update) in the epoch logs,
       and so in `History`. Off by default: it floods the progress bar of
@@ -47,8 +49,11 @@ class ITOPCallback(keras.callbacks.Callback):
   [0.14, 0.19, 0.23, 0.26, 0.28]
   """
 
-  def __init__(self, log_dir=None, jit_compile=True, per_layer_logs=False):
+  def __init__(self, log_dir=None, jit_compile="auto", per_layer_logs=False):
     super().__init__()
+    if jit_compile not in updaters.JIT_CHOICES:
+      raise ValueError(f"jit_compile must be one of {updaters.JIT_CHOICES}, "
+                       f"got {jit_compile!r}.")
     self.per_layer_logs = per_layer_logs
     self.log_dir = log_dir
     self.jit_compile = jit_compile

@@ -152,12 +152,55 @@ class TFKerasFrontend:
     return float(metrics.exploration_rate_of(sparse_weights))
 
 
+JIT_CHOICES = (True, False, "auto")
+
+
+def resolve_jit_compile(jit_compile, backend="tensorflow"):
+  """Whether the update is compiled, for a `jit_compile` setting.
+
+  The rule of "auto", from measurements (BENCHMARKS.md): with TensorFlow
+  (tf_keras, Keras 3 on TensorFlow) XLA where a GPU or TPU is visible, graph
+  mode on CPU, where the XLA update was 2.5-5x slower and its sort buffers
+  raised the peak memory; on JAX always `jax.jit` (its only compiled mode);
+  on PyTorch eager.
+
+  Args:
+    jit_compile: True, False or "auto".
+    backend: "tensorflow", "jax" or "torch".
+
+  Returns:
+    bool.
+
+  Raises:
+    ValueError: another value.
+
+  Example:
+
+  >>> resolve_jit_compile("auto")          # on a CPU-only machine
+  False
+  """
+  if isinstance(jit_compile, bool):
+    return jit_compile
+  if jit_compile != "auto":
+    raise ValueError(f"jit_compile must be one of {JIT_CHOICES}, got "
+                     f"{jit_compile!r}.")
+  if backend == "jax":
+    return True
+  if backend == "tensorflow":
+    return bool(tf.config.list_logical_devices("GPU") or
+                tf.config.list_logical_devices("TPU"))
+  return False
+
+
 def _frontend(model, jit_compile):
   """The front-end of `model`: tf_keras, or Keras 3 (`itop_tf.keras3`)."""
   if wrapper_lib.is_keras3_object(model):
     from itop_tf.keras3 import updaters as k3  # pylint: disable=g-import-not-at-top
-    return k3.Keras3Frontend(model, jit_compile)
-  return TFKerasFrontend(model, jit_compile)
+    import keras  # pylint: disable=g-import-not-at-top
+    jit = resolve_jit_compile(jit_compile, keras.backend.backend())
+    return k3.Keras3Frontend(model, jit), jit
+  jit = resolve_jit_compile(jit_compile)
+  return TFKerasFrontend(model, jit), jit
 
 
 class MaskUpdater:
@@ -174,7 +217,9 @@ class MaskUpdater:
       placed by hand in a subclassed model).
     optimizer: the optimizer that trains the model (its slots are masked);
       defaults to `model.optimizer`.
-    jit_compile: compile the update (default True).
+    jit_compile: compile the update: True, False or "auto" (default): XLA
+      with TensorFlow where a GPU/TPU is visible, graph mode on CPU,
+      `jax.jit` on JAX, eager on PyTorch (see `resolve_jit_compile`).
 
   Raises:
     ValueError: the model has no wrappers, its wrappers disagree on the
@@ -187,11 +232,11 @@ class MaskUpdater:
   >>> stats = updater.update(step=100)      # force one update now
   """
 
-  def __init__(self, model, optimizer=None, jit_compile=True):
+  def __init__(self, model, optimizer=None, jit_compile="auto"):
     self.model = model
     self.optimizer = optimizer if optimizer is not None else getattr(
         model, "optimizer", None)
-    self.frontend = _frontend(model, jit_compile)
+    self.frontend, self.jit_compile = _frontend(model, jit_compile)
     self.sparse_weights = self.frontend.sparse_weights()
     # Every built wrapper holds at least one kernel.
     self.wrappers = list(dict.fromkeys(sw.wrapper

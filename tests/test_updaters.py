@@ -399,3 +399,24 @@ def test_pruned_and_regrown_non_finite_weight_restarts_at_zero():
   assert pruned.numpy().tolist() == [True, False, False]
   assert new.numpy().tolist() == [True, True, False]  # regrown: best score
   assert kept.numpy().tolist() == [False, True, False]
+
+
+def test_auto_jit_compiles_with_xla_only_where_an_accelerator_is():
+  accelerator = bool(tf.config.list_logical_devices("GPU") or
+                     tf.config.list_logical_devices("TPU"))
+  assert updaters.resolve_jit_compile("auto") is accelerator
+  assert updaters.resolve_jit_compile("auto", "jax") is True
+  assert updaters.resolve_jit_compile("auto", "torch") is False
+  assert updaters.resolve_jit_compile(True) is True
+  assert updaters.resolve_jit_compile(False, "jax") is False
+  model = compile_sgd(sparse_mlp())
+  assert itop_tf.MaskUpdater(model).jit_compile is accelerator
+  assert itop_tf.MaskUpdater(model, jit_compile=True).jit_compile is True
+
+
+@pytest.mark.parametrize("value", ["xla", 1.5, None])
+def test_bad_jit_compile_names_the_choices(value):
+  with pytest.raises(ValueError, match="jit_compile must be one of"):
+    updaters.resolve_jit_compile(value)
+  with pytest.raises(ValueError, match="jit_compile must be one of"):
+    itop_tf.ITOPCallback(jit_compile=value)
