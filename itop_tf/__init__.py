@@ -1,13 +1,15 @@
 """itop_tf: dynamic sparse training with In-Time Over-Parameterization.
 
-A TensorFlow/Keras (tf_keras) library built on TF-MOT pruning. A network
-starts sparse (random masks, ERK layer densities) and keeps exploring its
-connectivity: every Delta T steps each layer drops its smallest weights and
-regrows as many (randomly = SET, by dense gradient = RigL).
+For Keras 3 (`import keras`; TensorFlow, JAX or PyTorch backend) and for
+tf_keras, where it extends TF-MOT pruning; one algorithm (`itop_tf.core`)
+under both. A network starts sparse (random masks, ERK layer densities) and
+keeps exploring its connectivity: every Delta T steps each layer drops its
+smallest weights and regrows as many (randomly = SET, by dense gradient =
+RigL).
 
 Example:
 
->>> import tf_keras as keras, itop_tf
+>>> import keras, itop_tf                 # or: import tf_keras as keras
 >>> model = itop_tf.sparsify(model, sparsity=0.9, grow="gradient",
 ...     schedule=itop_tf.RegrowthSchedule(update_interval=100, total_steps=N))
 >>> model.compile("sgd", "sparse_categorical_crossentropy", jit_compile=True)
