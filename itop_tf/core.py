@@ -165,6 +165,38 @@ def kernel_seed(seed, index):
   return seed * 16 + index
 
 
+def check_density(density):
+  """Raises ValueError unless `density` (a wrapper's argument) is in (0, 1]."""
+  if not 0.0 < float(density) <= 1.0:
+    raise ValueError(
+        f"density must be in (0, 1], got {density!r} "
+        "(sparsity = 1 - density must be in [0, 1)).")
+
+
+def active_counts(layer_name, sizes, density, counts=None):
+  """Active entries of each of a wrapper's kernels, each in [1, size].
+
+  Args:
+    layer_name: the wrapped layer's name, for the error.
+    sizes: the number of entries of each sparse kernel.
+    density: the wrapper's density, used when `counts` is None.
+    counts: optional exact counts, one per kernel.
+
+  Returns:
+    A list of ints.
+
+  Raises:
+    ValueError: `counts` does not have one entry per kernel.
+  """
+  if counts is not None and len(counts) != len(sizes):
+    raise ValueError(
+        f"counts has {len(counts)} entries but layer {layer_name!r} has "
+        f"{len(sizes)} sparse kernels.")
+  wanted = counts if counts is not None else [
+      int(round(density * size)) for size in sizes]
+  return [min(max(int(c), 1), size) for c, size in zip(wanted, sizes)]
+
+
 def prune_count(fraction, count):
   """Connections an update replaces: `ceil(fraction * count)`, at most all."""
   return min(math.ceil(fraction * count), count)

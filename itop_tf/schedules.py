@@ -38,6 +38,14 @@ def _int_arg(name, value, minimum):
   return value
 
 
+def check_schedule(schedule, who="PruneAndRegrow"):
+  """Raises ValueError unless `schedule` is a `RegrowthSchedule`."""
+  if not isinstance(schedule, RegrowthSchedule):
+    raise ValueError(
+        f"{who} needs schedule=itop_tf.RegrowthSchedule(...), got "
+        f"{schedule!r}.")
+
+
 class RegrowthSchedule(pruning_schedule.PruningSchedule):
   """Every `update_interval` steps, drop and regrow a cosine-decayed fraction.
 

@@ -295,14 +295,8 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
         raise ValueError("Give the schedule once: schedule= and its alias "
                          "pruning_schedule= differ.")
       schedule = pruning_schedule
-    if not isinstance(schedule, schedules.RegrowthSchedule):
-      raise ValueError(
-          "PruneAndRegrow needs schedule=itop_tf.RegrowthSchedule(...)"
-          f", got {schedule!r}.")
-    if not 0.0 < float(density) <= 1.0:
-      raise ValueError(
-          f"density must be in (0, 1], got {density!r} "
-          "(sparsity = 1 - density must be in [0, 1)).")
+    schedules.check_schedule(schedule)
+    core.check_density(density)
     self.growth = growth_lib.get(grow)
     if is_keras3_object(layer):
       raise ValueError(
@@ -351,10 +345,9 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     if not kernels:
       raise ValueError(
           f"Layer {self.layer.name!r} has no kernel itop_tf can make sparse.")
-    if self.counts is not None and len(self.counts) != len(kernels):
-      raise ValueError(
-          f"counts has {len(self.counts)} entries but layer "
-          f"{self.layer.name!r} has {len(kernels)} sparse kernels.")
+    counts = core.active_counts(
+        self.layer.name, [math.prod(getattr(o, a).shape) for o, a in kernels],
+        self.density, self.counts)
     self.sparse_weights = []
     # Checkpointed, so a restored run draws the same random growth even if
     # the model was rebuilt with another seed.
@@ -369,11 +362,7 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
           initializer=keras.initializers.Zeros())
     for i, (owner, attr) in enumerate(kernels):
       weight = getattr(owner, attr)
-      size = math.prod(weight.shape)
-      if self.counts is not None:
-        count = min(max(self.counts[i], 1), size)
-      else:
-        count = min(max(int(round(self.density * size)), 1), size)
+      count = counts[i]
       init = ExactCountMask(count, seed=kernel_seed(self.seed, i))
       suffix = "" if i == 0 else f"_{i}"
       mask = self.add_weight(

@@ -108,3 +108,10 @@ def test_callback_on_a_model_without_wrappers():
   with pytest.raises(ValueError, match="no itop_tf layers.*sparsify"):
     model.fit(keras.backend.ones((4, 16)), keras.backend.ones((4, 4)),
               verbose=0, callbacks=[itop_tf.ITOPCallback()])
+
+
+def test_counts_must_give_one_count_per_kernel():
+  layer = itop_tf.PruneAndRegrow(keras.layers.Dense(4), schedule=_schedule(),
+                                 counts=[3, 3])
+  with pytest.raises(ValueError, match="counts has 2 entries but layer"):
+    layer.build((None, 8))

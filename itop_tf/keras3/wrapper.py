@@ -180,14 +180,8 @@ class PruneAndRegrow(keras.layers.Wrapper):
 
   def __init__(self, layer, schedule=None, density=1.0, counts=None,
                grow="random", seed=0, **kwargs):
-    if not isinstance(schedule, schedules.RegrowthSchedule):
-      raise ValueError(
-          "PruneAndRegrow needs schedule=itop_tf.RegrowthSchedule(...)"
-          f", got {schedule!r}.")
-    if not 0.0 < float(density) <= 1.0:
-      raise ValueError(
-          f"density must be in (0, 1], got {density!r} "
-          "(sparsity = 1 - density must be in [0, 1)).")
+    schedules.check_schedule(schedule)
+    core.check_density(density)
     if not isinstance(layer, keras.layers.Layer):
       raise ValueError(
           f"itop_tf.keras3.PruneAndRegrow wraps a Keras 3 layer, got "
@@ -215,19 +209,14 @@ class PruneAndRegrow(keras.layers.Wrapper):
   def build(self, input_shape=None):
     super().build(input_shape)
     kernels = prunable_kernels(self.layer)
-    if self.counts is not None and len(self.counts) != len(kernels):
-      raise ValueError(
-          f"counts has {len(self.counts)} entries but layer "
-          f"{self.layer.name!r} has {len(kernels)} sparse kernels.")
+    shapes = [tuple(int(d) for d in getattr(o, a).shape) for o, a in kernels]
+    counts = core.active_counts(self.layer.name,
+                                [math.prod(sh) for sh in shapes],
+                                self.density, self.counts)
     sws = []
-    for i, (owner, attr) in enumerate(kernels):
+    for i, ((owner, attr), shape, count) in enumerate(
+        zip(kernels, shapes, counts)):
       weight = getattr(owner, attr)
-      shape = tuple(int(d) for d in weight.shape)
-      size = math.prod(shape)
-      if self.counts is not None:
-        count = min(max(self.counts[i], 1), size)
-      else:
-        count = min(max(int(round(self.density * size)), 1), size)
       init = exact_count_mask(shape, count, core.kernel_seed(self.seed, i))
       suffix = "" if i == 0 else f"_{i}"
       mask = self.add_weight(

@@ -131,3 +131,10 @@ def test_callback_on_a_model_without_itop_layers_says_what_to_do():
   x, y = k3util.toy_data(n=32)
   with pytest.raises(ValueError, match="no itop_tf layers"):
     model.fit(x, y, epochs=1, verbose=0, callbacks=[itop_tf.ITOPCallback()])
+
+
+def test_counts_must_give_one_count_per_kernel():
+  layer = itop_tf.keras3.PruneAndRegrow(keras.layers.Dense(4),
+                                        k3util.schedule(), counts=[3, 3])
+  with pytest.raises(ValueError, match="counts has 2 entries but layer"):
+    layer.build((None, 8))
