@@ -106,7 +106,9 @@ class Variant:
 
 def make_variant(kind, build: Callable[[], keras.Model], sparsity=0.9,
                  update_interval=100, grow="gradient", jit_compile=True,
-                 total_steps=10**6, seed=0, update_jit_compile=True):
+                 total_steps=10**6, seed=0, update_jit_compile=True,
+                 rank_method="threshold",
+                 group_entries=itop_tf.updaters.GROUP_ENTRIES):
   """Builds, sparsifies (per `kind`) and compiles a fresh model.
 
   Args:
@@ -119,7 +121,9 @@ def make_variant(kind, build: Callable[[], keras.Model], sparsity=0.9,
     total_steps: the itop_tf schedule's horizon (the prune fraction stays
       near its initial 0.5 over a benchmark's few hundred steps).
     seed: Keras seed for weights and masks.
-    update_jit_compile: compile itop_tf's mask update with XLA.
+    update_jit_compile: compile itop_tf's mask update with XLA (True,
+      False or "auto").
+    rank_method, group_entries: itop_tf's update options (`ITOPCallback`).
 
   Returns:
     A `Variant`.
@@ -145,7 +149,9 @@ def make_variant(kind, build: Callable[[], keras.Model], sparsity=0.9,
         model, sparsity=sparsity, grow=grow, seed=seed,
         schedule=itop_tf.RegrowthSchedule(update_interval=update_interval,
                                           total_steps=total_steps))
-    callbacks.append(itop_tf.ITOPCallback(jit_compile=update_jit_compile))
+    callbacks.append(itop_tf.ITOPCallback(
+        jit_compile=update_jit_compile, rank_method=rank_method,
+        group_entries=group_entries))
   model.compile(
       keras.optimizers.SGD(0.01, momentum=0.9),
       keras.losses.SparseCategoricalCrossentropy(from_logits=True),

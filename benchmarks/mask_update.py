@@ -4,8 +4,11 @@ For MLPs of 1024-wide Dense layers with about --params million weights, and
 for the real ResNet-50, this times `itop_tf.MaskUpdater.update` (the update
 `ITOPCallback` runs every Delta T steps: rank, prune, grow, zero the grown
 weights and their momentum, update the union, count R_s) with XLA on and off,
-and one training step of the same sparse model (XLA-compiled), and prints
-the ratio of one update to one step.
+for each rank method of --rank_methods ("threshold", the default, against
+"sort", the full sort it replaced), and one training step of the same sparse
+model (XLA-compiled). It prints the ratio of the default update
+(`jit_compile="auto"`, threshold) to one step, and of each threshold update
+to the sort update in the same mode.
 
   python benchmarks/mask_update.py
   python benchmarks/mask_update.py --params=1,5 --noresnet50 --repeats=10
@@ -44,6 +47,8 @@ def define_flags(flag_values=flags.FLAGS):
   define("float", "sparsity", 0.9, "Sparsity.")
   define("enum", "grow", "gradient", "gradient (RigL) or random (SET).",
          ["gradient", "random"])
+  define("list", "rank_methods", list(itop_tf.core.RANK_METHODS),
+         "Rank methods to time (`itop_tf.MaskUpdater`).")
   define("integer", "repeats", 5, "Timed updates (after one warm-up).")
   define("integer", "steps", 3, "Timed training steps (after one warm-up).")
 
@@ -52,9 +57,14 @@ def define_flags(flag_values=flags.FLAGS):
       raise flags.ValidationError("--params must be positive (millions).")
     if f["repeats"] < 1 or f["steps"] < 1:
       raise flags.ValidationError("--repeats and --steps must be >= 1.")
+    methods = itop_tf.core.RANK_METHODS
+    if not f["rank_methods"] or not set(f["rank_methods"]) <= set(methods):
+      raise flags.ValidationError(
+          f"--rank_methods must be some of {','.join(methods)}.")
     return True
 
-  flags.register_multi_flags_validator(["params", "repeats", "steps"],
+  flags.register_multi_flags_validator(["params", "repeats", "steps",
+                                        "rank_methods"],
                                        validate, flag_values=flag_values)
 
 
@@ -72,9 +82,10 @@ def mlp(millions):
   return build
 
 
-def time_updates(model, jit_compile, repeats):
+def time_updates(model, jit_compile, repeats, rank_method="threshold"):
   """Median seconds of `MaskUpdater.update` over `repeats` calls."""
-  updater = itop_tf.MaskUpdater(model, jit_compile=jit_compile)
+  updater = itop_tf.MaskUpdater(model, jit_compile=jit_compile,
+                                rank_method=rank_method)
   updater.initialize(0)
   updater.update(1)  # compiles
   times = []
@@ -86,7 +97,7 @@ def time_updates(model, jit_compile, repeats):
 
 
 def measure(name, build, batch, f):
-  """One row: weights, update time (XLA on/off), step time, ratio."""
+  """One row: weights, update times (rank method x XLA on/off), step time."""
   # No update inside the timed steps: time_updates forces them by hand.
   variant = harness.make_variant("itop", build, sparsity=f.sparsity,
                                  update_interval=10**9, total_steps=10**10,
@@ -96,24 +107,42 @@ def measure(name, build, batch, f):
   timer = harness.StepTimer(variant, batch)
   timer.run(1)
   step = float(np.median([t for t, _ in timer.run(f.steps)]))
-  xla = time_updates(model, True, f.repeats)
-  graph = time_updates(model, False, f.repeats)
-  return {"model": name, "sparse_weights": weights, "batch": batch,
-          "update_xla_s": xla, "update_graph_s": graph, "step_s": step,
-          "update_over_step": xla / step}
+  row = {"model": name, "sparse_weights": weights, "batch": batch,
+         "step_s": step}
+  for method in f.rank_methods:
+    for mode, jit in (("xla", True), ("graph", False)):
+      row[f"update_{method}_{mode}_s"] = time_updates(model, jit, f.repeats,
+                                                      method)
+  default = "xla" if itop_tf.updaters.resolve_jit_compile("auto") else "graph"
+  first = f.rank_methods[0]
+  row["default_mode"] = default
+  row["update_over_step"] = row[f"update_{first}_{default}_s"] / step
+  return row
 
 
-def format_rows(rows):
+def format_rows(rows, methods):
   """Markdown table of `measure` rows."""
-  lines = ["| model | sparse weights | update, XLA (ms) | update, no XLA (ms) "
-           "| train step (ms, batch) | update / step |",
-           "|---|---|---|---|---|---|"]
+  cols = [(m, mode) for m in methods for mode in ("xla", "graph")]
+  head = " | ".join(f"update, {m}, {'XLA' if mode == 'xla' else 'graph'} "
+                    "(ms)" for m, mode in cols)
+  ratio = len(methods) > 1 and methods[0] != methods[1]
+  extra = (f" | {methods[0]} / {methods[1]}, XLA | {methods[0]} / "
+           f"{methods[1]}, graph" if ratio else "")
+  lines = [f"| model | sparse weights | {head} | train step (ms, batch) | "
+           f"default update / step{extra} |",
+           "|---" * (4 + len(cols) + (2 if ratio else 0)) + "|"]
   for r in rows:
-    lines.append(
-        f"| {r['model']} | {r['sparse_weights'] / 1e6:.2f}M | "
-        f"{1e3 * r['update_xla_s']:.1f} | {1e3 * r['update_graph_s']:.1f} | "
-        f"{1e3 * r['step_s']:.1f} ({r['batch']}) | "
-        f"{r['update_over_step']:.3f} |")
+    times = " | ".join(f"{1e3 * r[f'update_{m}_{mode}_s']:.1f}"
+                       for m, mode in cols)
+    line = (f"| {r['model']} | {r['sparse_weights'] / 1e6:.2f}M | {times} | "
+            f"{1e3 * r['step_s']:.1f} ({r['batch']}) | "
+            f"{r['update_over_step']:.3f}")
+    if ratio:
+      for mode in ("xla", "graph"):
+        new = r[f"update_{methods[0]}_{mode}_s"]
+        old = r[f"update_{methods[1]}_{mode}_s"]
+        line += f" | {new / old:.2f}x"
+    lines.append(line + " |")
   return "\n".join(lines)
 
 
@@ -130,7 +159,7 @@ def run(f):
                         f.batch_size, f))
   print(f"machine: {harness.machine()}; sparsity={f.sparsity}; "
         f"grow={f.grow}; median of {f.repeats} updates, {f.steps} steps")
-  print(format_rows(rows))
+  print(format_rows(rows, f.rank_methods))
   return rows
 
 

@@ -48,6 +48,11 @@ def define_flags(flag_values=flags.FLAGS):
          "(0 skips it).")
   define("bool", "update_jit", True, "Compile itop_tf's mask update with "
          "XLA (the peak of --noupdate_jit is that of the graph-mode update).")
+  define("enum", "rank_method", "threshold", "itop_tf's rank method "
+         "(`itop_tf.MaskUpdater`).", list(itop_tf.core.RANK_METHODS))
+  define("integer", "group_entries", itop_tf.updaters.GROUP_ENTRIES,
+         "itop_tf's update group bound in entries (a huge value updates the "
+         "whole model in one call, as before groups).")
   define("string", "child", None, "Internal: measure one variant "
          "(model:variant) and print its peak as JSON.")
 
@@ -59,7 +64,9 @@ def _variant(name, kind, f, grow="gradient"):
   build, _ = harness.network(name, f)
   return harness.make_variant(kind, build, sparsity=f.sparsity, grow=grow,
                               update_interval=max(f.steps, 1),
-                              update_jit_compile=f.update_jit)
+                              update_jit_compile=f.update_jit,
+                              rank_method=f.rank_method,
+                              group_entries=f.group_entries)
 
 
 def _bytes(variables):
@@ -114,12 +121,12 @@ def peak_bytes():
 
 
 def child(spec, f):
-  """Trains one variant for --steps steps; returns its peak bytes."""
+  """Trains one variant for --steps steps; returns (peak bytes, sparse n)."""
   name, kind = spec.split(":")
   variant = _variant(name, kind, f)
   _, batch = harness.network(name, f)
   harness.StepTimer(variant, batch).run(f.steps)
-  return peak_bytes()
+  return peak_bytes(), sparse_weight_count(variant)
 
 
 def peak_rows(name, f):
@@ -131,14 +138,20 @@ def peak_rows(name, f):
             f"--sparsity={f.sparsity}", f"--batch_size={f.batch_size}",
             f"--resnet50_batch_size={f.resnet50_batch_size}",
             f"--image_size={f.image_size}",
+            f"--rank_method={f.rank_method}",
+            f"--group_entries={f.group_entries}",
             "--update_jit" if f.update_jit else "--noupdate_jit"]
     out = subprocess.run(args, check=True, capture_output=True, text=True)
     reply = json.loads(out.stdout.strip().splitlines()[-1])
     peak = reply["peak_bytes"]
     dense = peak if dense is None else dense
+    n = reply["sparse_weights"]
     rows.append({"model": name, "variant": kind, "pid": reply["pid"],
                  "measured": reply["variant"], "peak_mib": peak / 2**20,
-                 "over_dense_mib": (peak - dense) / 2**20})
+                 "over_dense_mib": (peak - dense) / 2**20,
+                 "sparse_weights": n,
+                 "over_dense_float32_per_weight":
+                     (peak - dense) / 4 / n if n else 0.0})
   return rows
 
 
@@ -161,19 +174,24 @@ def run(f):
           f"{r['extra_bytes_per_weight']:.2f} | "
           f"{r['extra_float32_per_weight']:.2f} |")
   if peaks:
-    print(f"\n| model | variant | peak, {where} (MiB) | over dense (MiB) |")
-    print("|---|---|---|---|")
+    print(f"\nitop_tf update: jit_compile={f.update_jit}, rank_method="
+          f"{f.rank_method}, group_entries={f.group_entries}")
+    print(f"| model | variant | peak, {where} (MiB) | over dense (MiB) | "
+          "over dense, float32 / sparse weight |")
+    print("|---|---|---|---|---|")
     for r in peaks:
       print(f"| {r['model']} | {r['variant']} | {r['peak_mib']:.0f} | "
-            f"{r['over_dense_mib']:+.0f} |")
+            f"{r['over_dense_mib']:+.0f} | "
+            f"{r['over_dense_float32_per_weight']:+.2f} |")
   return state, peaks
 
 
 def run_or_child(f):
   """Runs the benchmark, or with --child one variant's peak measurement."""
   if f.child:
-    print(json.dumps({"peak_bytes": child(f.child, f), "pid": os.getpid(),
-                      "variant": f.child.split(":")[1]}))
+    peak, n = child(f.child, f)
+    print(json.dumps({"peak_bytes": peak, "sparse_weights": n,
+                      "pid": os.getpid(), "variant": f.child.split(":")[1]}))
     return None
   return run(f)
 

@@ -69,6 +69,30 @@ class _TensorFlowOps:
   def less(self, x, y):
     return self.tf.less(x, self.tf.cast(y, x.dtype))
 
+  def less_equal(self, x, y):
+    return self.tf.less_equal(x, self.tf.cast(y, x.dtype))
+
+  def greater(self, x, y):
+    return self.tf.greater(x, self.tf.cast(y, x.dtype))
+
+  def greater_equal(self, x, y):
+    return self.tf.greater_equal(x, self.tf.cast(y, x.dtype))
+
+  def equal(self, x, y):
+    return self.tf.equal(x, self.tf.cast(y, x.dtype))
+
+  def cumsum(self, x):
+    return self.tf.cumsum(x)
+
+  def int32(self, value):
+    return self.tf.constant(value, self.tf.int32)
+
+  def float_order_key(self, x):
+    """int32 keys of float32 `x` in the floats' order (-0.0 below 0.0)."""
+    bits = self.tf.bitcast(x, self.tf.int32)
+    return self.tf.where(bits < 0, self.tf.bitwise.bitwise_xor(
+        bits, self.tf.constant(0x7FFFFFFF, self.tf.int32)), bits)
+
   def logical_and(self, x, y):
     return self.tf.logical_and(x, y)
 
@@ -102,7 +126,8 @@ class _KerasOps:
 
   def __getattr__(self, name):
     # cast, reshape, where, isnan, isfinite, abs, clip, zeros_like, less,
-    # logical_and/or/not, max: keras.ops has them with these names.
+    # less_equal, greater, greater_equal, equal, cumsum, logical_and/or/not,
+    # max: keras.ops has them with these names.
     return getattr(self.ops, name)
 
   def full_like(self, x, value):
@@ -119,6 +144,15 @@ class _KerasOps:
 
   def arange(self, n):
     return self.ops.arange(n, dtype="int32")
+
+  def int32(self, value):
+    return self.ops.convert_to_tensor(value, dtype="int32")
+
+  def float_order_key(self, x):
+    """int32 keys of float32 `x` in the floats' order (-0.0 below 0.0)."""
+    bits = self.ops.view(x, "int32")
+    return self.ops.where(self.ops.less(bits, 0), self.ops.bitwise_xor(
+        bits, self.int32(0x7FFFFFFF)), bits)
 
   def count(self, x):
     return self.ops.sum(self.ops.cast(x, "int32"))

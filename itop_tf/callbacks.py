@@ -38,6 +38,10 @@ class ITOPCallback(keras.callbacks.Callback):
       `itop_regrown/<layer>` (regrown in the last update) in the epoch logs,
       and so in `History`. Off by default: it floods the progress bar of
       large models.
+    rank_method: "threshold" (default) or "sort": how the update ranks
+      each kernel's entries (`itop_tf.MaskUpdater`; the same masks).
+    group_entries: the update runs over groups of kernels of at most this
+      many entries, one compiled call each (`itop_tf.MaskUpdater`).
 
   Raises:
     ValueError: at train begin, if the model has no itop_tf layers.
@@ -49,11 +53,15 @@ class ITOPCallback(keras.callbacks.Callback):
   [0.14, 0.19, 0.23, 0.26, 0.28]
   """
 
-  def __init__(self, log_dir=None, jit_compile="auto", per_layer_logs=False):
+  def __init__(self, log_dir=None, jit_compile="auto", per_layer_logs=False,
+               rank_method="threshold",
+               group_entries=updaters.GROUP_ENTRIES):
     super().__init__()
     if jit_compile not in updaters.JIT_CHOICES:
       raise ValueError(f"jit_compile must be one of {updaters.JIT_CHOICES}, "
                        f"got {jit_compile!r}.")
+    updaters.check_update_options(rank_method, group_entries)
+    self.rank_method, self.group_entries = rank_method, int(group_entries)
     self.per_layer_logs = per_layer_logs
     self.log_dir = log_dir
     self.jit_compile = jit_compile
@@ -64,7 +72,8 @@ class ITOPCallback(keras.callbacks.Callback):
 
   def on_train_begin(self, logs=None):
     self.updater = updaters.MaskUpdater(
-        self.model, self.model.optimizer, jit_compile=self.jit_compile)
+        self.model, self.model.optimizer, jit_compile=self.jit_compile,
+        rank_method=self.rank_method, group_entries=self.group_entries)
     metrics.attach_exploration_metric(self.model)
     self._step = self.updater.step
     self.updater.initialize(self._step)

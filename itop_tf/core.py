@@ -33,15 +33,29 @@ MAX = float(np.finfo(np.float32).max)
 LOWEST = float(np.nextafter(np.float32(-MAX), np.float32(0)))
 
 
-def rank_select(scores, candidates, k, ops):
+RANK_METHODS = ("threshold", "sort")
+INT32_MIN = -2**31
+
+
+def rank_select(scores, candidates, k, ops, method="threshold"):
   """Bool mask of the `k` best-scored `candidates` (ties: lower index first).
 
   Every candidate ranks above every non-candidate, whatever the scores hold:
   +-Inf scores are clipped to the largest finite float32 values and NaN
   scores rank below all of them, so exactly `min(k, number of candidates)`
   entries come back. No shape depends on `k`, so it compiles once (XLA,
-  `jax.jit`) for every `k`: it ranks with a stable descending sort of all
-  entries and compares ranks with `k`.
+  `jax.jit`) for every `k`.
+
+  Both methods select the same entries: the first `k` of the order (score
+  descending, index ascending).
+
+  - "threshold" (default): finds the k-th best score by a radix search on
+    its float bits (32 counting passes over the kernel, each fused into one
+    reduction under XLA), takes every score above it and the lowest-index
+    ties at it. It holds two int32 arrays of the kernel's size.
+  - "sort": a stable descending sort of all entries, then each entry's rank
+    compared with `k`; the first implementation, several times slower and
+    with sort buffers on top (BENCHMARKS.md), kept as the reference.
 
   Args:
     scores: 1-D float tensor.
@@ -49,21 +63,66 @@ def rank_select(scores, candidates, k, ops):
       selected.
     k: scalar int32 tensor (or int), 0 <= k.
     ops: the array namespace of the tensors' backend.
+    method: "threshold" or "sort".
 
   Returns:
     1-D bool tensor, True at exactly `min(k, sum(candidates))` candidates.
+
+  Raises:
+    ValueError: an unknown `method`.
   """
-  n = int(scores.shape[0])
   s = ops.cast(scores, "float32")
   s = ops.where(ops.isnan(s), ops.full_like(s, -MAX),
                 ops.clip(s, LOWEST, MAX))
-  key = ops.where(candidates, s, ops.full_like(s, -np.inf))
-  order = ops.descending_order(key)
-  rank = ops.scatter_1d(order, ops.arange(n), n)
-  return ops.logical_and(ops.less(rank, k), candidates)
+  # -0.0 and 0.0 are equal scores (ties by index; XLA's sort orders them).
+  s = ops.where(ops.equal(s, 0.0), ops.zeros_like(s), s)
+  if method == "sort":
+    n = int(scores.shape[0])
+    key = ops.where(candidates, s, ops.full_like(s, -np.inf))
+    order = ops.descending_order(key)
+    rank = ops.scatter_1d(order, ops.arange(n), n)
+    return ops.logical_and(ops.less(rank, k), candidates)
+  if method != "threshold":
+    raise ValueError(f"method must be one of {RANK_METHODS}, got {method!r}.")
+  key = ops.float_order_key(s)
+  key = ops.where(candidates, key, ops.full_like(key, INT32_MIN))
+  t = kth_largest_key(key, k, ops)
+  above = ops.greater(key, t)
+  ties = ops.equal(key, t)
+  # The first `k - count(above)` ties, by index.
+  wanted = k - ops.count(above)
+  first_ties = ops.logical_and(
+      ties, ops.less_equal(ops.cumsum(ops.cast(ties, "int32")), wanted))
+  return ops.logical_and(ops.logical_or(above, first_ties), candidates)
 
 
-def prune_and_grow(mask, weight, k, grow_scores, ops):
+def kth_largest_key(key, k, ops):
+  """The largest int32 `t` with at least `k` entries of `key` >= `t`.
+
+  For 1 <= k <= size that is the k-th largest value of `key`. Built bit by
+  bit from the sign bit down: 32 counting passes, no sort, no buffer of
+  `key`'s size.
+
+  Args:
+    key: 1-D int32 tensor.
+    k: scalar int (tensor).
+    ops: the array namespace.
+
+  Returns:
+    Scalar int32 tensor.
+  """
+  def enough(t):
+    return ops.greater_equal(ops.count(ops.greater_equal(key, t)), k)
+
+  zero = ops.int32(0)
+  t = ops.where(enough(zero), zero, ops.int32(INT32_MIN))
+  for bit in range(30, -1, -1):
+    c = t + ops.int32(1 << bit)  # bit `bit` of t is still 0: no overflow
+    t = ops.where(enough(c), c, t)
+  return t
+
+
+def prune_and_grow(mask, weight, k, grow_scores, ops, rank="threshold"):
   """One update of one kernel: drop `k` smallest active, grow `k` inactive.
 
   Non-finite values never break the exact count: NaN or +-Inf weights that
@@ -78,6 +137,7 @@ def prune_and_grow(mask, weight, k, grow_scores, ops):
       (after pruning; just-pruned ones are eligible) with the largest score
       are grown.
     ops: the array namespace of the tensors' backend.
+    rank: the `rank_select` method.
 
   Returns:
     (new_mask, kept, pruned): bool tensors of the mask's shape. `new_mask`
@@ -93,10 +153,10 @@ def prune_and_grow(mask, weight, k, grow_scores, ops):
   finite = ops.isfinite(w)
   # Smallest magnitude first; a non-finite weight before any finite one.
   prune_key = ops.where(finite, -ops.abs(w), ops.full_like(w, np.inf))
-  prune = rank_select(prune_key, m, k, ops)
+  prune = rank_select(prune_key, m, k, ops, rank)
   after_prune = ops.logical_and(m, ops.logical_not(prune))
   s = ops.reshape(grow_scores, (-1,))
-  grow = rank_select(s, ops.logical_not(after_prune), k, ops)
+  grow = rank_select(s, ops.logical_not(after_prune), k, ops, rank)
   new_mask = ops.logical_or(after_prune, grow)
   # A weight pruned and regrown keeps its value, unless it was not finite.
   kept = ops.logical_and(new_mask, ops.logical_or(
@@ -105,7 +165,8 @@ def prune_and_grow(mask, weight, k, grow_scores, ops):
           ops.reshape(prune, shape))
 
 
-def update_kernel(mask, weight, union, scores, slots, k, ops):
+def update_kernel(mask, weight, union, scores, slots, k, ops,
+                  rank="threshold"):
   """A kernel's whole update: new state and statistics.
 
   Args:
@@ -114,6 +175,7 @@ def update_kernel(mask, weight, union, scores, slots, k, ops):
     slots: list of optimizer slot values of the kernel's shape.
     k: number of connections to replace.
     ops: the array namespace of the tensors' backend.
+    rank: the `rank_select` method.
 
   Returns:
     dict with "mask", "weight" (grown entries 0, the rest kept), "union",
@@ -121,7 +183,7 @@ def update_kernel(mask, weight, union, scores, slots, k, ops):
     active entries), "threshold" (largest finite magnitude pruned) and
     "non_finite" (active NaN/Inf weights before the update).
   """
-  new_m, kept, pruned = prune_and_grow(mask, weight, k, scores, ops)
+  new_m, kept, pruned = prune_and_grow(mask, weight, k, scores, ops, rank)
   finite = ops.isfinite(weight)
   magnitude = ops.abs(ops.cast(weight, "float32"))
   return {
@@ -136,7 +198,8 @@ def update_kernel(mask, weight, union, scores, slots, k, ops):
   }
 
 
-def update_kernels(masks, weights, unions, scores, slots, ks, ops):
+def update_kernels(masks, weights, unions, scores, slots, ks, ops,
+                   rank="threshold"):
   """`update_kernel` over lists (one entry per kernel), as lists.
 
   This is the function each front-end compiles (XLA via `tf.function`,
@@ -145,11 +208,42 @@ def update_kernels(masks, weights, unions, scores, slots, ks, ops):
   Returns:
     (masks, weights, unions, slots, regrown, thresholds, non_finite).
   """
-  out = [update_kernel(*args, ops=ops)
+  out = [update_kernel(*args, ops=ops, rank=rank)
          for args in zip(masks, weights, unions, scores, slots, ks)]
   keys = ("mask", "weight", "union", "slots", "regrown", "threshold",
           "non_finite")
   return tuple([o[key] for o in out] for key in keys)
+
+
+def size_groups(sizes, max_entries):
+  """Splits kernels, in order, into groups of at most `max_entries` entries.
+
+  An update runs one group at a time, so its transient memory is bounded by
+  the largest group, not the model. A kernel larger than `max_entries` is a
+  group of its own.
+
+  Args:
+    sizes: the number of entries of each kernel.
+    max_entries: the bound (>= 1).
+
+  Returns:
+    A list of lists of kernel positions, covering every kernel once.
+
+  Example:
+
+  >>> size_groups([3, 3, 5, 1, 9], max_entries=6)
+  [[0, 1], [2, 3], [4]]
+  """
+  if max_entries < 1:
+    raise ValueError(f"max_entries must be >= 1, got {max_entries}.")
+  groups, total = [], 0
+  for i, size in enumerate(sizes):
+    if not groups or total + size > max_entries:
+      groups.append([])
+      total = 0
+    groups[-1].append(i)
+    total += size
+  return groups
 
 
 def kernel_seed(seed, index):

@@ -100,11 +100,34 @@ def optimizer_slots(optimizer, variable):
   return out
 
 
-@tf.function(jit_compile=True)
-def _compute_update(masks, weights, unions, scores, slots, ks):
-  """`core.update_kernels` in TensorFlow, compiled with XLA."""
-  return core.update_kernels(masks, weights, unions, scores, slots, ks,
-                             array_ops.TF)
+# Entries of the kernels one compiled update call handles at most: 4M
+# entries (16 MiB of float32). Larger models are updated group by group.
+GROUP_ENTRIES = 1 << 22
+
+# The compiled updates of the process, one per (front-end, jit, rank method,
+# shapes and dtypes of a group), shared by every MaskUpdater: a new `fit`
+# (a new ITOPCallback) must not compile again.
+_COMPILED = {}
+
+
+def compiled_update(frontend, jit_compile, rank, signature):
+  """`core.update_kernels` compiled by `frontend` for one group's shapes."""
+  key = (type(frontend).__name__, bool(jit_compile), rank, signature)
+  fn = _COMPILED.get(key)
+  if fn is None:
+    ops = frontend.ops
+
+    def update(masks, weights, unions, scores, slots, ks):
+      return core.update_kernels(masks, weights, unions, scores, slots, ks,
+                                 ops, rank)
+
+    fn = _COMPILED[key] = frontend.compile(update, bool(jit_compile))
+  return fn
+
+
+def _signature(*tensor_lists):
+  return tuple((tuple(x.shape), str(x.dtype))
+               for xs in tensor_lists for x in tf.nest.flatten(xs))
 
 
 class TFKerasFrontend:
@@ -112,12 +135,15 @@ class TFKerasFrontend:
 
   ops = array_ops.TF
 
-  def __init__(self, model, jit_compile=True):
+  def __init__(self, model):
     self.model = model
     self.strategy = getattr(model, "distribute_strategy", None) or (
         tf.distribute.get_strategy())
-    self.compute = _compute_update if jit_compile else (
-        tf.function(_compute_update.python_function))
+
+  @staticmethod
+  def compile(fn, jit_compile):
+    """`fn` as a `tf.function`, XLA-compiled if `jit_compile`."""
+    return tf.function(fn, jit_compile=jit_compile)
 
   def sparse_weights(self):
     return wrapper_lib.sparse_weights(self.model)
@@ -192,15 +218,25 @@ def resolve_jit_compile(jit_compile, backend="tensorflow"):
   return False
 
 
+def check_update_options(rank_method, group_entries):
+  """Raises ValueError for a `rank_method` or `group_entries` out of range."""
+  if rank_method not in core.RANK_METHODS:
+    raise ValueError(f"rank_method must be one of {core.RANK_METHODS}, "
+                     f"got {rank_method!r}.")
+  if not isinstance(group_entries, int) or group_entries < 1:
+    raise ValueError(f"group_entries must be an int >= 1, got "
+                     f"{group_entries!r}.")
+
+
 def _frontend(model, jit_compile):
   """The front-end of `model`: tf_keras, or Keras 3 (`itop_tf.keras3`)."""
   if wrapper_lib.is_keras3_object(model):
     from itop_tf.keras3 import updaters as k3  # pylint: disable=g-import-not-at-top
     import keras  # pylint: disable=g-import-not-at-top
     jit = resolve_jit_compile(jit_compile, keras.backend.backend())
-    return k3.Keras3Frontend(model, jit), jit
+    return k3.Keras3Frontend(model), jit
   jit = resolve_jit_compile(jit_compile)
-  return TFKerasFrontend(model, jit), jit
+  return TFKerasFrontend(model), jit
 
 
 class MaskUpdater:
@@ -220,6 +256,12 @@ class MaskUpdater:
     jit_compile: compile the update: True, False or "auto" (default): XLA
       with TensorFlow where a GPU/TPU is visible, graph mode on CPU,
       `jax.jit` on JAX, eager on PyTorch (see `resolve_jit_compile`).
+    rank_method: how each kernel finds its `k` entries to prune and grow
+      (`core.rank_select`): "threshold" (default, a radix search on the
+      float bits) or "sort" (the full sort it replaced; same masks).
+    group_entries: the update runs over groups of kernels of at most this
+      many entries (a larger kernel alone), one compiled call per group, so
+      its transient memory is bounded by the group, not the model.
 
   Raises:
     ValueError: the model has no wrappers, its wrappers disagree on the
@@ -232,7 +274,10 @@ class MaskUpdater:
   >>> stats = updater.update(step=100)      # force one update now
   """
 
-  def __init__(self, model, optimizer=None, jit_compile="auto"):
+  def __init__(self, model, optimizer=None, jit_compile="auto",
+               rank_method="threshold", group_entries=GROUP_ENTRIES):
+    check_update_options(rank_method, group_entries)
+    self.rank_method = rank_method
     self.model = model
     self.optimizer = optimizer if optimizer is not None else getattr(
         model, "optimizer", None)
@@ -248,6 +293,8 @@ class MaskUpdater:
             f"Layers {self.wrappers[0].name!r} and {w.name!r} have different "
             "RegrowthSchedules; one model needs one schedule.")
     self._sparse = [sw for sw in self.sparse_weights if not sw.is_dense]
+    self._groups = core.size_groups([sw.size for sw in self._sparse],
+                                    group_entries)
     self.handled_step = None
     self.last_stats = None
     self._armed = None
@@ -386,10 +433,24 @@ class MaskUpdater:
     return stats
 
   def _apply(self, step, frac):
+    """Updates every sparse kernel, one group (one compiled call) at a time.
+
+    Returns:
+      (regrown, non_finite): per-kernel counts, in `self._sparse` order.
+    """
+    regrown, non_finite = [], []
+    for group in self._groups:
+      counts, bad = self._apply_group([self._sparse[i] for i in group],
+                                      step, frac)
+      regrown += counts
+      non_finite += bad
+    return regrown, non_finite
+
+  def _apply_group(self, group, step, frac):
     fe = self.frontend
     masks, weights, unions, scores, slots, ks = [], [], [], [], [], []
     slot_vars = []
-    for sw in self._sparse:
+    for sw in group:
       masks.append(fe.read(sw.mask))
       weights.append(fe.read(sw.weight))
       unions.append(fe.read(sw.ever_active))
@@ -398,10 +459,13 @@ class MaskUpdater:
       slot_vars.append(sv)
       slots.append([fe.read(v) for v in sv])
       ks.append(fe.k(core.prune_count(frac, sw.count)))
-    new_m, new_w, new_u, new_s, counts, thresholds, non_finite = (
-        fe.compute(masks, weights, unions, scores, slots, ks))
-    for sw, m, wt, u, s, sv, t in zip(self._sparse, new_m, new_w, new_u,
-                                      new_s, slot_vars, thresholds):
+    compute = compiled_update(
+        fe, self.jit_compile, self.rank_method,
+        _signature(masks, weights, unions, scores, slots))
+    new_m, new_w, new_u, new_s, counts, thresholds, non_finite = compute(
+        masks, weights, unions, scores, slots, ks)
+    for sw, m, wt, u, s, sv, t in zip(group, new_m, new_w, new_u, new_s,
+                                      slot_vars, thresholds):
       fe.assign(sw.mask, m)
       fe.assign(sw.weight, wt)
       fe.assign(sw.ever_active, u)

@@ -133,14 +133,26 @@ def test_step_overhead_rejects_unknown_models():
     parse(step_overhead, "--models=vgg")
 
 
-def test_mask_update_smoke_keeps_exact_counts():
+def test_mask_update_smoke_keeps_exact_counts(capsys):
   fv = parse(mask_update, "--params=0.05", "--noresnet50", "--repeats=1",
              "--steps=1", "--mlp_batch_size=8")
   row, = mask_update.run(fv)
   assert row["sparse_weights"] == 1024 * 1024 + 1024 * 10
-  assert row["update_xla_s"] > 0 and row["update_graph_s"] > 0
+  for method in ("threshold", "sort"):
+    assert row[f"update_{method}_xla_s"] > 0
+    assert row[f"update_{method}_graph_s"] > 0
+  mode = row["default_mode"]
+  assert mode == ("xla" if itop_tf.updaters.resolve_jit_compile("auto")
+                  else "graph")
   assert row["update_over_step"] == pytest.approx(
-      row["update_xla_s"] / row["step_s"])
+      row[f"update_threshold_{mode}_s"] / row["step_s"])
+  out = capsys.readouterr().out
+  assert "threshold / sort, XLA" in out
+
+
+def test_mask_update_rejects_unknown_rank_methods():
+  with pytest.raises(flags.IllegalFlagValueError, match="--rank_methods"):
+    parse(mask_update, "--rank_methods=bisect")
 
 
 def test_mask_update_mlp_has_the_requested_size():
@@ -175,8 +187,12 @@ def test_memory_peak_runs_each_variant_in_its_own_process():
   assert [r["measured"] for r in rows] == list(harness.VARIANTS)
   assert len({r["pid"] for r in rows}) == len(rows)
   dense = rows[0]["peak_mib"]
+  assert rows[0]["sparse_weights"] == 0
   for r in rows[1:]:
     assert r["over_dense_mib"] == pytest.approx(r["peak_mib"] - dense)
+    assert r["sparse_weights"] > 0
+    assert r["over_dense_float32_per_weight"] == pytest.approx(
+        r["over_dense_mib"] * 2**20 / 4 / r["sparse_weights"])
 
 
 def test_reproduce_smoke_writes_table_and_plots(tmp_path, fashion_data):

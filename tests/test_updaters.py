@@ -420,3 +420,52 @@ def test_bad_jit_compile_names_the_choices(value):
     updaters.resolve_jit_compile(value)
   with pytest.raises(ValueError, match="jit_compile must be one of"):
     itop_tf.ITOPCallback(jit_compile=value)
+
+
+def _one_update(rank_method, group_entries, jit_compile, grow="gradient"):
+  """Masks, weights and slots after 3 steps and a forced update at step 100."""
+  tf.keras.utils.set_random_seed(0)
+  model = sparse_mlp(sparsity=0.7, interval=1000, total=2000, grow=grow)
+  optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
+  _train(model, 3, [itop_tf.ITOPCallback()], opt=optimizer)
+  updater = itop_tf.MaskUpdater(model, jit_compile=jit_compile,
+                                rank_method=rank_method,
+                                group_entries=group_entries)
+  stats = updater.update(step=100)
+  assert sum(stats["regrown"].values()) > 0
+  state = []
+  for _, sw in kernels(model):
+    state += [sw.mask.numpy(), sw.ever_active.numpy(), sw.weight.numpy()]
+    state += [s.numpy() for s in updaters.optimizer_slots(optimizer,
+                                                          sw.weight)]
+  return updater, state
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_group_by_group_update_equals_one_call(jit_compile):
+  one, want = _one_update("threshold", 10**9, jit_compile)
+  each, got = _one_update("threshold", 1, jit_compile)
+  assert len(one._groups) == 1  # pylint: disable=protected-access
+  assert len(each._groups) == len(kernels(each.model))  # pylint: disable=protected-access
+  for a, b in zip(got, want):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("grow", ["random", "gradient"])
+def test_threshold_rank_updates_as_the_sort_did(grow):
+  _, want = _one_update("sort", 10**9, False, grow)
+  _, got = _one_update("threshold", 10**9, False, grow)
+  for a, b in zip(got, want):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bad_rank_method_or_group_size_is_a_value_error():
+  model = compile_sgd(sparse_mlp())
+  with pytest.raises(ValueError, match="rank_method must be one of"):
+    itop_tf.MaskUpdater(model, rank_method="bisect")
+  with pytest.raises(ValueError, match="group_entries must be an int >= 1"):
+    itop_tf.MaskUpdater(model, group_entries=0)
+  with pytest.raises(ValueError, match="rank_method must be one of"):
+    itop_tf.ITOPCallback(rank_method="bisect")
+  with pytest.raises(ValueError, match="group_entries must be an int >= 1"):
+    itop_tf.ITOPCallback(group_entries=2.5)

@@ -13,7 +13,6 @@ import contextlib
 import keras
 
 from itop_tf import array_ops
-from itop_tf import core
 from itop_tf.keras3 import metrics
 from itop_tf.keras3 import wrapper as wrapper_lib
 
@@ -63,26 +62,10 @@ def optimizer_slots(optimizer, variable):
   return out
 
 
-def _update(masks, weights, unions, scores, slots, ks):
-  return core.update_kernels(masks, weights, unions, scores, slots, ks,
-                             array_ops.keras_ops())
-
-
-# One compiled update per setting, shared by every MaskUpdater of the
-# process: a new `fit` call (a new ITOPCallback.on_train_begin) must not
-# compile it again.
-_COMPILED = {}
-
-
-def compiled_update(jit_compile=True):
-  """`core.update_kernels` compiled for this backend (made once)."""
-  key = bool(jit_compile)
-  if key not in _COMPILED:
-    _COMPILED[key] = _compile(_update, key)
-  return _COMPILED[key]
-
-
 def _compile(fn, jit_compile):
+  """`fn` compiled for the active backend: `tf.function` (XLA if
+  `jit_compile`) on TensorFlow, `jax.jit` on JAX if `jit_compile`, else as
+  it is."""
   backend = keras.backend.backend()
   if backend == "tensorflow":
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -96,10 +79,11 @@ def _compile(fn, jit_compile):
 class Keras3Frontend:
   """The Keras 3 side of `MaskUpdater` (any backend)."""
 
-  def __init__(self, model, jit_compile=True):
+  def __init__(self, model):
     self.model = model
     self.ops = array_ops.keras_ops()
-    self.compute = compiled_update(jit_compile)
+
+  compile = staticmethod(_compile)
 
   def sparse_weights(self):
     return wrapper_lib.sparse_weights(self.model)

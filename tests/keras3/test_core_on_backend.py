@@ -12,6 +12,7 @@ import tensorflow as tf
 from itop_tf import array_ops
 from itop_tf import core
 from itop_tf.keras3 import updaters
+import rank_cases
 
 K = array_ops.keras_ops()
 
@@ -27,6 +28,24 @@ def _both(fn, *arrays, k):
   ref = fn(*[tf.constant(a) for a in arrays], tf.constant(k, tf.int32),
            array_ops.TF)
   return mine, ref
+
+
+@pytest.mark.parametrize("method", core.RANK_METHODS)
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "jit"])
+def test_rank_select_matches_numpy_for_every_case(method, compiled):
+  """Both rank methods, eager and compiled (XLA / jax.jit; PyTorch eager)."""
+  def fn(s, c, k):
+    return core.rank_select(s, c, k, K, method)
+  select = updaters._compile(fn, compiled)  # pylint: disable=protected-access
+  t = keras.ops.convert_to_tensor
+  checked = 0
+  for name, s, c, ks in rank_cases.cases(seed=1):
+    for k in ks:
+      got = _np(select(t(s), t(c), t(k, "int32")))
+      np.testing.assert_array_equal(got, rank_cases.expected(s, c, k),
+                                    err_msg=f"{name} k={k}")
+      checked += 1
+  assert checked > 150
 
 
 def test_rank_select_ties_go_to_the_lower_index():

@@ -235,3 +235,32 @@ def test_mixed_precision_trains_with_a_loss_scale_optimizer():
   assert hist.history["itop_rate"][-1] > hist.history["itop_rate"][0] - 1e-9
   sw = k3util.kernels(model)[0]
   assert str(sw.weight.dtype) == "float32"
+
+
+def _state_after_update(rank_method, group_entries):
+  keras.utils.set_random_seed(0)
+  model = k3util.compile_model(
+      k3util.sparse_mlp(grow="gradient", interval=1000, total=4000))
+  x, y = k3util.toy_data()
+  model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+  updater = itop_tf.MaskUpdater(model, rank_method=rank_method,
+                                group_entries=group_entries)
+  stats = updater.update(1000)
+  assert sum(stats["regrown"].values()) > 0
+  out = []
+  for sw in k3util.kernels(model):
+    out += [value(sw.mask), value(sw.ever_active), value(sw.weight)]
+    out += [value(s) for s in itop_tf.keras3.updaters.optimizer_slots(
+        model.optimizer, sw.weight)]
+  return updater, out
+
+
+def test_group_by_group_and_sort_rank_update_as_one_threshold_call():
+  one, want = _state_after_update("threshold", 10**9)
+  each, got = _state_after_update("threshold", 1)
+  _, by_sort = _state_after_update("sort", 10**9)
+  assert len(one._groups) == 1  # pylint: disable=protected-access
+  assert len(each._groups) == len(k3util.kernels(each.model))  # pylint: disable=protected-access
+  for a, b, c in zip(got, want, by_sort):
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(c, b)

@@ -1,0 +1,95 @@
+"""`core.rank_select` on TensorFlow: both methods give numpy's answer.
+
+The "threshold" method (radix search on the float bits) replaced the full
+sort; "sort" stays as the reference. Both must select exactly the first `k`
+candidates of (score descending, index ascending) for every case of
+tests/rank_cases.py, eagerly, in graph mode and under XLA with one compiled
+program for every k.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from itop_tf import array_ops
+from itop_tf import core
+import rank_cases
+
+METHODS = core.RANK_METHODS
+
+
+def _select(method, compiled=None):
+  def fn(s, c, k):
+    return core.rank_select(s, c, k, array_ops.TF, method)
+  if compiled is None:
+    return fn
+  return tf.function(fn, jit_compile=compiled)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_rank_select_matches_numpy_for_every_case(method, mode):
+  select = _select(method, {"eager": None, "graph": False, "xla": True}[mode])
+  checked = 0
+  for name, s, c, ks in rank_cases.cases():
+    for k in ks:
+      got = select(tf.constant(s), tf.constant(c),
+                   tf.constant(k, tf.int32)).numpy()
+      want = rank_cases.expected(s, c, k)
+      np.testing.assert_array_equal(got, want, err_msg=f"{name} k={k}")
+      assert got.sum() == min(k, c.sum())
+      checked += 1
+  assert checked > 150
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_rank_select_is_one_xla_program_for_every_k(method):
+  select = _select(method, compiled=True)
+  rng = np.random.default_rng(3)
+  s = tf.constant(rng.standard_normal(300).astype(np.float32))
+  c = tf.constant(rng.random(300) < 0.5)
+  for k in range(0, 301, 25):
+    select(s, c, tf.constant(k, tf.int32))
+  assert select.experimental_get_tracing_count() == 1
+
+
+def test_threshold_and_sort_agree_on_a_large_kernel():
+  # 3x3x256x256, half the scores on a few values: many ties at the k-th.
+  rng = np.random.default_rng(4)
+  n = 3 * 3 * 256 * 256
+  s = rng.standard_normal(n).astype(np.float32)
+  s[::2] = np.round(s[::2])
+  c = rng.random(n) < 0.2
+  for k in (0, 1, 777, int(c.sum()) - 1, int(c.sum())):
+    args = (tf.constant(s), tf.constant(c), tf.constant(k, tf.int32))
+    a = _select("threshold", compiled=True)(*args).numpy()
+    b = _select("sort")(*args).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert a.sum() == k
+
+
+@pytest.mark.parametrize("keys", [
+    [5], [-3, -3, -3], [2**31 - 1, -2**31, 0, -1, 1],
+    list(range(-50, 50, 3))], ids=str)
+def test_kth_largest_key_is_the_kth_largest(keys):
+  key = tf.constant(keys, tf.int32)
+  ordered = sorted(keys, reverse=True)
+  for k in range(1, len(keys) + 1):
+    t = core.kth_largest_key(key, tf.constant(k), array_ops.TF)
+    assert int(t) == ordered[k - 1]
+
+
+def test_float_order_key_orders_as_the_floats():
+  x = np.array([-np.inf, -MAX_, -1.5, -1e-30, -0.0, 0.0, 1e-30, 1.0, MAX_,
+                np.inf], np.float32)
+  key = array_ops.TF.float_order_key(tf.constant(x)).numpy()
+  assert (np.diff(key) > 0).all()
+
+
+def test_unknown_rank_method_is_a_value_error():
+  with pytest.raises(ValueError, match="method must be one of"):
+    core.rank_select(tf.constant([1.0]), tf.constant([True]), 1,
+                     array_ops.TF, "bisect")
+
+
+MAX_ = float(np.finfo(np.float32).max)
