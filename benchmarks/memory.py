@@ -14,6 +14,12 @@ Two measures for each variant (see `benchmarks/harness.py`) of a network:
    GPU, else the process's peak resident memory (`ru_maxrss`), which also
    holds the TF runtime, XLA's compiler and the input batch, so only the
    difference to dense means something, and only roughly.
+3. Update peak: in the itop_tf process, after those steps, what one mask
+   update adds over the memory resident just before it: the peak is reset
+   before each update (`/proc/self/clear_refs`, or the GPU allocator's
+   `reset_memory_stats`) and read after. The first update includes
+   compiling it; the second is the steady state. Divided by the sparse
+   weights, it is the update's float32 per weight (issue 12: <= 4).
 
   python benchmarks/memory.py
   python benchmarks/memory.py --models=resnet20 --steps=5
@@ -62,8 +68,9 @@ def define_flags(flag_values=flags.FLAGS):
 
 def _variant(name, kind, f, grow="gradient"):
   build, _ = harness.network(name, f)
+  # No update during the --steps steps: update_peaks forces them after.
   return harness.make_variant(kind, build, sparsity=f.sparsity, grow=grow,
-                              update_interval=max(f.steps, 1),
+                              update_interval=10**9, total_steps=10**10,
                               update_jit_compile=f.update_jit,
                               rank_method=f.rank_method,
                               group_entries=f.group_entries)
@@ -120,13 +127,58 @@ def peak_bytes():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _proc_status_bytes(field):
+  with open("/proc/self/status") as status:
+    for line in status:
+      if line.startswith(field + ":"):
+        return int(line.split()[1]) * 1024
+  raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def update_peaks(updater, step, count=2):
+  """Bytes each of `count` forced updates adds to the memory before it.
+
+  Returns:
+    A list of `count` ints (the first update compiles), or None where the
+    peak cannot be reset (no GPU and no /proc/self/clear_refs).
+  """
+  gpu = bool(tf.config.list_physical_devices("GPU"))
+  out = []
+  for i in range(count):
+    if gpu:
+      tf.config.experimental.reset_memory_stats("GPU:0")
+      before = tf.config.experimental.get_memory_info("GPU:0")["current"]
+    else:
+      try:
+        with open("/proc/self/clear_refs", "w") as refs:
+          refs.write("5")  # resets VmHWM to the current resident size
+      except OSError:
+        return None
+      before = _proc_status_bytes("VmRSS")
+    updater.update(step + i)
+    peak = (tf.config.experimental.get_memory_info("GPU:0")["peak"] if gpu
+            else _proc_status_bytes("VmHWM"))
+    out.append(max(0, peak - before))
+  return out
+
+
 def child(spec, f):
-  """Trains one variant for --steps steps; returns (peak bytes, sparse n)."""
+  """Trains one variant for --steps steps.
+
+  Returns:
+    (peak bytes, sparse weights, update peaks or None): `update_peaks` of
+    the itop_tf variant after its steps.
+  """
   name, kind = spec.split(":")
   variant = _variant(name, kind, f)
   _, batch = harness.network(name, f)
-  harness.StepTimer(variant, batch).run(f.steps)
-  return peak_bytes(), sparse_weight_count(variant)
+  timer = harness.StepTimer(variant, batch)
+  timer.run(f.steps)
+  peak = peak_bytes()
+  updates = None
+  if kind == "itop":
+    updates = update_peaks(variant.callbacks[0].updater, timer.step + 1)
+  return peak, sparse_weight_count(variant), updates
 
 
 def peak_rows(name, f):
@@ -146,12 +198,18 @@ def peak_rows(name, f):
     peak = reply["peak_bytes"]
     dense = peak if dense is None else dense
     n = reply["sparse_weights"]
-    rows.append({"model": name, "variant": kind, "pid": reply["pid"],
-                 "measured": reply["variant"], "peak_mib": peak / 2**20,
-                 "over_dense_mib": (peak - dense) / 2**20,
-                 "sparse_weights": n,
-                 "over_dense_float32_per_weight":
-                     (peak - dense) / 4 / n if n else 0.0})
+    row = {"model": name, "variant": kind, "pid": reply["pid"],
+           "measured": reply["variant"], "peak_mib": peak / 2**20,
+           "over_dense_mib": (peak - dense) / 2**20, "sparse_weights": n,
+           "over_dense_float32_per_weight":
+               (peak - dense) / 4 / n if n else 0.0}
+    if reply.get("update_peaks"):
+      first, second = reply["update_peaks"]
+      row.update(update_first_mib=first / 2**20,
+                 update_mib=second / 2**20,
+                 update_first_float32_per_weight=first / 4 / n,
+                 update_float32_per_weight=second / 4 / n)
+    rows.append(row)
   return rows
 
 
@@ -183,15 +241,27 @@ def run(f):
       print(f"| {r['model']} | {r['variant']} | {r['peak_mib']:.0f} | "
             f"{r['over_dense_mib']:+.0f} | "
             f"{r['over_dense_float32_per_weight']:+.2f} |")
+    updates = [r for r in peaks if "update_mib" in r]
+    if updates:
+      print("\n| model | one update over resident, first (compiles) "
+            "(MiB) | float32 / sparse weight | second (MiB) | "
+            "float32 / sparse weight |")
+      print("|---|---|---|---|---|")
+      for r in updates:
+        print(f"| {r['model']} | {r['update_first_mib']:.0f} | "
+              f"{r['update_first_float32_per_weight']:.2f} | "
+              f"{r['update_mib']:.0f} | "
+              f"{r['update_float32_per_weight']:.2f} |")
   return state, peaks
 
 
 def run_or_child(f):
   """Runs the benchmark, or with --child one variant's peak measurement."""
   if f.child:
-    peak, n = child(f.child, f)
+    peak, n, updates = child(f.child, f)
     print(json.dumps({"peak_bytes": peak, "sparse_weights": n,
-                      "pid": os.getpid(), "variant": f.child.split(":")[1]}))
+                      "update_peaks": updates, "pid": os.getpid(),
+                      "variant": f.child.split(":")[1]}))
     return None
   return run(f)
 

@@ -87,6 +87,13 @@ class _TensorFlowOps:
   def int32(self, value):
     return self.tf.constant(value, self.tf.int32)
 
+  def fori_loop(self, lower, upper, body, init):
+    """`body(i, state)` for i in [lower, upper): a `tf.while_loop`."""
+    _, out = self.tf.while_loop(
+        lambda i, state: i < upper, lambda i, state: (i + 1, body(i, state)),
+        (self.tf.constant(lower), init))
+    return out
+
   def float_order_key(self, x):
     """int32 keys of float32 `x` in the floats' order (-0.0 below 0.0)."""
     bits = self.tf.bitcast(x, self.tf.int32)
@@ -127,7 +134,7 @@ class _KerasOps:
   def __getattr__(self, name):
     # cast, reshape, where, isnan, isfinite, abs, clip, zeros_like, less,
     # less_equal, greater, greater_equal, equal, cumsum, logical_and/or/not,
-    # max: keras.ops has them with these names.
+    # max, fori_loop: keras.ops has them with these names.
     return getattr(self.ops, name)
 
   def full_like(self, x, value):

@@ -32,8 +32,7 @@ class ITOPCallback(keras.callbacks.Callback):
   Args:
     log_dir: directory for TensorBoard summaries; None writes none.
     jit_compile: compile the update: True, False or "auto" (default): XLA
-      with TensorFlow where a GPU/TPU is visible, graph mode on CPU (faster
-      there), `jax.jit` on JAX, eager on PyTorch.
+      on TensorFlow, `jax.jit` on JAX, eager on PyTorch.
     per_layer_logs: also put `itop_rate/<layer>`, `itop_density/<layer>` and
       `itop_regrown/<layer>` (regrown in the last update) in the epoch logs,
       and so in `History`. Off by default: it floods the progress bar of

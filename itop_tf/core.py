@@ -101,7 +101,8 @@ def kth_largest_key(key, k, ops):
 
   For 1 <= k <= size that is the k-th largest value of `key`. Built bit by
   bit from the sign bit down: 32 counting passes, no sort, no buffer of
-  `key`'s size.
+  `key`'s size. The 31 passes after the sign bit are one loop
+  (`ops.fori_loop`), so the traced program stays small.
 
   Args:
     key: 1-D int32 tensor.
@@ -114,11 +115,14 @@ def kth_largest_key(key, k, ops):
   def enough(t):
     return ops.greater_equal(ops.count(ops.greater_equal(key, t)), k)
 
+  def next_bit(_, state):
+    t, bit = state
+    c = t + bit  # that bit of t is still 0: no overflow
+    return ops.where(enough(c), c, t), bit // 2
+
   zero = ops.int32(0)
   t = ops.where(enough(zero), zero, ops.int32(INT32_MIN))
-  for bit in range(30, -1, -1):
-    c = t + ops.int32(1 << bit)  # bit `bit` of t is still 0: no overflow
-    t = ops.where(enough(c), c, t)
+  t, _ = ops.fori_loop(0, 31, next_bit, (t, ops.int32(1 << 30)))
   return t
 
 

@@ -1,6 +1,8 @@
 """Benchmark and reproduction scripts: smoke runs, labels and accounting."""
 
 import os
+import re
+import subprocess
 
 from absl import flags
 import numpy as np
@@ -8,6 +10,8 @@ import pytest
 import tf_keras as keras
 
 import itop_tf
+from conftest import write_fashion_mnist
+from benchmarks import end_to_end
 from benchmarks import harness
 from benchmarks import mask_update
 from benchmarks import memory
@@ -193,6 +197,11 @@ def test_memory_peak_runs_each_variant_in_its_own_process():
     assert r["sparse_weights"] > 0
     assert r["over_dense_float32_per_weight"] == pytest.approx(
         r["over_dense_mib"] * 2**20 / 4 / r["sparse_weights"])
+  itop = rows[-1]
+  assert itop["variant"] == "itop"
+  assert itop["update_mib"] >= 0 and itop["update_first_mib"] >= 0
+  assert itop["update_float32_per_weight"] == pytest.approx(
+      itop["update_mib"] * 2**20 / 4 / itop["sparse_weights"])
 
 
 def test_reproduce_smoke_writes_table_and_plots(tmp_path, fashion_data):
@@ -323,3 +332,68 @@ def test_mobilenet_style_meets_xnnpack_sparse_inference_conditions():
   assert stem.kernel_size == (3, 3) and stem.strides == (2, 2)
   assert stem.padding == "valid" and stem.input_shape[-1] == 3
   assert isinstance(model.layers[1], keras.layers.ZeroPadding2D)
+
+
+def test_end_to_end_run_is_deterministic_and_reports_its_sparsity(tmp_path):
+  data = write_fashion_mnist(str(tmp_path / "idx"), n_train=1280, n_test=64)
+  fv = parse(end_to_end, "--task=paper", f"--data_dir={data}", "--epochs=11")
+  run = {"frontend": "tf_keras", "model": "lenet_300_100",
+         "method": "rigl_itop", "steps_per_execution": 1}
+  first, second = end_to_end.train(run, fv), end_to_end.train(run, fv)
+  assert first["steps"] == 110  # one update, at step 100
+  assert first["digest"] == second["digest"]
+  assert first["sparsity"] == pytest.approx(0.98, abs=0.002)
+  assert first["rate"] > 0.02  # the update grew new connections
+  assert first["seconds"] > 0 and 0 <= first["accuracy"] <= 1
+
+
+def test_end_to_end_children_run_each_frontend(tmp_path, capsys):
+  data = write_fashion_mnist(str(tmp_path / "idx"), n_train=1280, n_test=64)
+  fv = parse(end_to_end, "--task=paper", f"--data_dir={data}", "--epochs=11",
+             "--frontends=keras3:jax,torch_loop", "--methods=dense,static",
+             "--steps_per_execution=5", "--repeats=1")
+  rows = end_to_end.run_all(fv)
+  got = {(r["frontend"], r["steps_per_execution"], r["method"]) for r in rows}
+  assert got == {("keras3:jax", 1, "dense"), ("keras3:jax", 1, "static"),
+                 ("keras3:jax", 5, "dense"), ("keras3:jax", 5, "static"),
+                 ("torch_loop", 1, "dense")}
+  static = [r for r in rows if r["method"] == "static"]
+  assert all(r["rate"] == pytest.approx(0.02, abs=0.002) for r in static)
+  assert "| keras3:jax | lenet_300_100 | 5 | static |" in capsys.readouterr().out
+
+
+def test_end_to_end_summary_divides_by_dense_of_the_same_setting():
+  def result(method, spe, seconds, digest="a"):
+    return {"frontend": "tf_keras", "model": "m", "method": method,
+            "steps_per_execution": spe, "seconds": seconds, "accuracy": 0.5,
+            "rate": None, "sparsity": 0.0, "digest": digest}
+  rows = end_to_end.summarize([
+      result("dense", 1, 10.0), result("dense", 1, 30.0),
+      result("dense", 10, 5.0), result("rigl_itop", 1, 30.0),
+      result("rigl_itop", 10, 6.0, "a"), result("rigl_itop", 10, 6.0, "b")])
+  by = {(r["method"], r["steps_per_execution"]): r for r in rows}
+  assert by[("rigl_itop", 1)]["over_dense"] == pytest.approx(30.0 / 20.0)
+  assert by[("rigl_itop", 10)]["over_dense"] == pytest.approx(6.0 / 5.0)
+  assert by[("rigl_itop", 1)]["deterministic"]
+  assert not by[("rigl_itop", 10)]["deterministic"]
+
+
+def test_end_to_end_rejects_unknown_frontends_and_methods():
+  with pytest.raises(flags.IllegalFlagValueError, match="--frontends"):
+    parse(end_to_end, "--frontends=keras2")
+  with pytest.raises(flags.IllegalFlagValueError, match="--methods"):
+    parse(end_to_end, "--methods=magnitude")
+
+
+def test_gpu_script_is_valid_bash_and_passes_flags_each_benchmark_knows():
+  path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "gpu.sh")
+  subprocess.run(["bash", "-n", path], check=True)
+  text = open(path).read().replace("\\\n", " ")
+  calls = re.findall(r"python3 benchmarks/(\w+)\.py([^\n]*)", text)
+  modules = {"mask_update": mask_update, "memory": memory,
+             "step_overhead": step_overhead, "end_to_end": end_to_end}
+  assert sorted(name for name, _ in calls) == sorted(modules)
+  for name, args in calls:
+    parse(modules[name], *args.split())  # raises on an unknown flag
+  limits = [int(n) for n in re.findall(r"^part \w+ (\d+) ", text, re.M)]
+  assert len(limits) == len(calls) and sum(limits) < 600 - 30

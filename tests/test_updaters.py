@@ -401,17 +401,15 @@ def test_pruned_and_regrown_non_finite_weight_restarts_at_zero():
   assert kept.numpy().tolist() == [False, True, False]
 
 
-def test_auto_jit_compiles_with_xla_only_where_an_accelerator_is():
-  accelerator = bool(tf.config.list_logical_devices("GPU") or
-                     tf.config.list_logical_devices("TPU"))
-  assert updaters.resolve_jit_compile("auto") is accelerator
+def test_auto_jit_compiles_on_tensorflow_and_jax_not_on_torch():
+  assert updaters.resolve_jit_compile("auto") is True
   assert updaters.resolve_jit_compile("auto", "jax") is True
   assert updaters.resolve_jit_compile("auto", "torch") is False
-  assert updaters.resolve_jit_compile(True) is True
+  assert updaters.resolve_jit_compile(True, "torch") is True
   assert updaters.resolve_jit_compile(False, "jax") is False
   model = compile_sgd(sparse_mlp())
-  assert itop_tf.MaskUpdater(model).jit_compile is accelerator
-  assert itop_tf.MaskUpdater(model, jit_compile=True).jit_compile is True
+  assert itop_tf.MaskUpdater(model).jit_compile is True
+  assert itop_tf.MaskUpdater(model, jit_compile=False).jit_compile is False
 
 
 @pytest.mark.parametrize("value", ["xla", 1.5, None])

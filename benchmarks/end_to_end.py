@@ -1,0 +1,359 @@
+r"""End-to-end training time and accuracy, per front-end and method.
+
+Two tasks, both on offline Fashion-MNIST (`dataset-fashion-mnist`):
+
+- `--task=paper`: LeNet-300-100 as the ITOP paper's official PyTorch code
+  trains it: SGD 0.05 with Nesterov momentum 0.9, L2 5e-4 on every weight
+  (coupled, as PyTorch's `weight_decay`), batch 128, learning rate x0.1 at
+  50% and 75% of training, ERK, 98% sparsity, Delta T = 100, 20 epochs.
+  Methods dense, static, set_itop, rigl_itop on every --frontends entry
+  (tf_keras, and Keras 3 on TensorFlow, JAX and PyTorch). The official code
+  is not run here (it downloads its data); its time on this kind of machine
+  (13-17 s for RigL-ITOP, issue 12) is the number to beat. `torch_loop`
+  trains the dense model in a bare PyTorch loop (the official code's
+  framework, no sparsity): it tells how fast the machine is in this run.
+- `--task=quickstart`: the quickstart's small CNN and LeNet-300-100 at 90%,
+  Delta T = 100, --epochs epochs, as dense, TF-MOT constant sparsity
+  (`prune_low_magnitude`, tf_keras only), itop_tf static, SET-ITOP and
+  RigL-ITOP, each with steps_per_execution 1 and --steps_per_execution.
+
+Every run is a fresh child process (Keras 3 picks its backend at import),
+and the runs are interleaved over --repeats rounds, so a drift of the
+machine hits every variant alike. Each child times `model.fit` alone (every
+training step, the mask updates, compiling on the first call; data loading,
+model building and evaluation are outside), then evaluates on the test set.
+The table gives the median time, its ratio to dense of the same front-end
+and steps_per_execution in the same run, test accuracy (mean +- std over
+the repeats, which use --seed) and R_s, and whether every repeat ended with
+bit-identical weights (a given seed is deterministic).
+
+  python benchmarks/end_to_end.py --task=paper          # about 25 minutes
+  python benchmarks/end_to_end.py --task=quickstart --epochs=1
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import itop_tf
+from absl import flags
+import numpy as np
+
+from benchmarks import harness
+from launchers import datasets
+from launchers import fashion_mnist_offline
+from launchers import launcher_flags
+from launchers import models
+
+FRONTENDS = ("tf_keras", "keras3:tensorflow", "keras3:jax", "keras3:torch",
+             "torch_loop")
+METHODS = ("dense", "tfmot", "static", "set_itop", "rigl_itop")
+GROW = {"static": "random", "set_itop": "random", "rigl_itop": "gradient"}
+TASKS = {
+    # task: (models, sparsity, methods, default epochs)
+    "paper": (("lenet_300_100",), 0.98,
+              ("dense", "static", "set_itop", "rigl_itop"), 20),
+    "quickstart": (("small_cnn", "lenet_300_100"), 0.9,
+                   ("dense", "tfmot", "static", "set_itop", "rigl_itop"), 2),
+}
+LR, MOMENTUM, L2, BATCH, UPDATE_INTERVAL = 0.05, 0.9, 5e-4, 128, 100
+
+
+def define_flags(flag_values=flags.FLAGS):
+  """Defines the benchmark's flags on `flag_values`."""
+
+  define = launcher_flags.flag_definer(flag_values)
+  define("enum", "task", "paper", "paper or quickstart (see the module "
+         "docstring).", list(TASKS))
+  define("list", "frontends", None, "Front-ends to run (default: all for "
+         "paper, tf_keras for quickstart, the one with TF-MOT).")
+  define("list", "methods", None, "Methods (default: the task's).")
+  define("integer", "epochs", None, "Epochs (default: 20 for paper, 2 for "
+         "quickstart).")
+  define("integer", "steps_per_execution", 10, "The quickstart's second "
+         "steps_per_execution (the paper task uses 1).")
+  define("integer", "repeats", 3, "Interleaved rounds of every run.")
+  define("integer", "seed", 0, "Seed of every run.")
+  define("integer", "train_examples", 0, "Use the first N training examples "
+         "(0: all 60000); for smoke tests.")
+  define("string", "data_dir", fashion_mnist_offline.DEFAULT_DIR,
+         "Directory of the four Fashion-MNIST IDX .gz files.")
+  define("string", "child", None, "Internal: one run as JSON.")
+
+  def validate(f):
+    if f["frontends"] and set(f["frontends"]) - set(FRONTENDS):
+      raise flags.ValidationError(
+          f"--frontends must be some of {','.join(FRONTENDS)}.")
+    if f["methods"] and set(f["methods"]) - set(METHODS):
+      raise flags.ValidationError(
+          f"--methods must be some of {','.join(METHODS)}.")
+    if f["repeats"] < 1 or (f["epochs"] is not None and f["epochs"] < 1):
+      raise flags.ValidationError("--repeats and --epochs must be >= 1.")
+    if f["steps_per_execution"] < 1 or f["train_examples"] < 0:
+      raise flags.ValidationError("--steps_per_execution must be >= 1 and "
+                                  "--train_examples >= 0.")
+    return True
+
+  flags.register_multi_flags_validator(
+      ["frontends", "methods", "repeats", "epochs", "steps_per_execution",
+       "train_examples"], validate, flag_values=flag_values)
+
+
+def runs(f):
+  """The (frontend, model, method, steps_per_execution) runs of one round."""
+  names, _, methods, _ = TASKS[f.task]
+  methods = f.methods or methods
+  frontends = f.frontends or (FRONTENDS if f.task == "paper" else
+                              ("tf_keras",))
+  spes = tuple(dict.fromkeys((1, f.steps_per_execution)))
+  out = []
+  for frontend in frontends:
+    for name in names:
+      for spe in spes:
+        for method in methods:
+          if method == "tfmot" and frontend != "tf_keras":
+            continue  # TF-MOT exists for tf_keras only
+          if frontend == "torch_loop" and (method != "dense" or spe != 1):
+            continue  # the calibration loop is dense, one step a call
+          out.append({"frontend": frontend, "model": name, "method": method,
+                      "steps_per_execution": spe})
+  return out
+
+
+def load_data(data_dir, train_examples=0):
+  """Normalised Fashion-MNIST as numpy: (x_train, y_train, x_test, y_test)."""
+  spec = datasets.DATASETS["fashion_mnist"]
+  out = []
+  for split in ("train", "test"):
+    images, labels = fashion_mnist_offline.FILES[split]
+    x = fashion_mnist_offline.read_idx(os.path.join(data_dir, images))
+    y = fashion_mnist_offline.read_idx(os.path.join(data_dir, labels))
+    if split == "train" and train_examples:
+      x, y = x[:train_examples], y[:train_examples]
+    x = (x[..., None].astype("float32") / 255.0 - spec.mean[0]) / spec.std[0]
+    out += [x, y.astype("int32")]
+  return tuple(out)
+
+
+def with_l2(model, keras, coefficient):
+  """`model` rebuilt with L2 on every kernel and bias.
+
+  `coefficient / 2 * sum(w**2)` in the loss: the gradient gains
+  `coefficient * w`, as PyTorch's SGD `weight_decay=coefficient`.
+  """
+  config = model.get_config()
+  for layer in config["layers"]:
+    cfg = layer["config"]
+    for key in ("kernel_regularizer", "bias_regularizer"):
+      if key in cfg:
+        cfg[key] = keras.regularizers.serialize(
+            keras.regularizers.L2(coefficient / 2))
+  return model.__class__.from_config(config)
+
+
+def weights_digest(model, keras):
+  """SHA-1 of every weight's bytes: equal digests mean identical runs."""
+  h = hashlib.sha1()
+  for w in model.weights:
+    h.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w)).tobytes()
+             if hasattr(keras, "ops") else w.numpy().tobytes())
+  return h.hexdigest()[:12]
+
+
+def train_torch_loop(run, f):
+  """The dense LeNet-300-100 in a bare PyTorch loop: the machine's yardstick.
+
+  What the paper's official code does per step for a dense model (in-memory
+  tensors, a shuffled batch, SGD with Nesterov momentum and coupled weight
+  decay), with no framework around it. Not the official code: it tells how
+  fast this machine is for that code's framework in this run.
+  """
+  import torch
+  _, _, _, default_epochs = TASKS[f.task]
+  epochs = f.epochs or default_epochs
+  x, y, x_test, y_test = (torch.from_numpy(a) for a in
+                          load_data(f.data_dir, f.train_examples))
+  torch.manual_seed(f.seed)
+  model = torch.nn.Sequential(
+      torch.nn.Flatten(), torch.nn.Linear(784, 300), torch.nn.ReLU(),
+      torch.nn.Linear(300, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
+  opt = torch.optim.SGD(model.parameters(), LR, momentum=MOMENTUM,
+                        nesterov=True, weight_decay=L2)
+  steps_per_epoch = len(x) // BATCH + (len(x) % BATCH > 0)
+  sched = torch.optim.lr_scheduler.MultiStepLR(
+      opt, [epochs * steps_per_epoch // 2, epochs * steps_per_epoch * 3 // 4])
+  y = y.long()
+  start = time.perf_counter()
+  for _ in range(epochs):
+    order = torch.randperm(len(x))
+    for i in range(steps_per_epoch):
+      idx = order[i * BATCH:(i + 1) * BATCH]
+      loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+      opt.zero_grad()
+      loss.backward()
+      opt.step()
+      sched.step()
+  seconds = time.perf_counter() - start
+  with torch.no_grad():
+    accuracy = (model(x_test).argmax(1) == y_test.long()).float().mean()
+  h = hashlib.sha1()
+  for p in model.parameters():
+    h.update(p.detach().numpy().tobytes())
+  return dict(run, seconds=seconds, accuracy=float(accuracy),
+              steps=epochs * steps_per_epoch, digest=h.hexdigest()[:12],
+              rate=None, sparsity=0.0)
+
+
+def train(run, f):
+  """One run in this process: builds, trains (timed), evaluates."""
+  frontend, name, method = run["frontend"], run["model"], run["method"]
+  if frontend == "torch_loop":
+    return train_torch_loop(run, f)
+  if frontend == "tf_keras":
+    import tf_keras as keras
+    import tensorflow_model_optimization as tfmot
+    jit = True
+  else:
+    import keras
+    jit = "auto"  # XLA on TensorFlow and JAX, eager on PyTorch
+  _, sparsity, _, default_epochs = TASKS[f.task]
+  epochs = f.epochs or default_epochs
+  x, y, x_test, y_test = load_data(f.data_dir, f.train_examples)
+  steps = epochs * (len(x) // BATCH + (len(x) % BATCH > 0))
+  keras.utils.set_random_seed(f.seed + 1)
+  model = with_l2(models.build(name, (28, 28, 1), 10, keras), keras, L2)
+  callbacks = []
+  if method == "tfmot":
+    model = tfmot.sparsity.keras.prune_low_magnitude(
+        model, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(
+            sparsity, begin_step=0, frequency=UPDATE_INTERVAL))
+    callbacks.append(tfmot.sparsity.keras.UpdatePruningStep())
+  elif method != "dense":
+    schedule = itop_tf.RegrowthSchedule(
+        update_interval=UPDATE_INTERVAL, total_steps=steps,
+        initial_prune_fraction=0.0 if method == "static" else 0.5)
+    model = itop_tf.sparsify(model, sparsity=sparsity, schedule=schedule,
+                             grow=GROW[method], seed=f.seed)
+    callbacks.append(itop_tf.ITOPCallback())
+  lr = keras.optimizers.schedules.PiecewiseConstantDecay(
+      [steps // 2, steps * 3 // 4], [LR, LR * 0.1, LR * 0.01])
+  model.compile(
+      keras.optimizers.SGD(lr, momentum=MOMENTUM, nesterov=True),
+      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+      metrics=["accuracy"], jit_compile=jit,
+      steps_per_execution=run["steps_per_execution"])
+  start = time.perf_counter()
+  model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=True, verbose=0,
+            callbacks=callbacks)
+  seconds = time.perf_counter() - start
+  accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0,
+                            return_dict=True)["accuracy"]
+  out = dict(run, seconds=seconds, accuracy=float(accuracy), steps=steps,
+             digest=weights_digest(model, keras), rate=None, sparsity=0.0)
+  if method not in ("dense", "tfmot"):
+    out["rate"] = float(itop_tf.exploration_rate(model))
+    report = itop_tf.sparsity_report(model)
+    out["sparsity"] = 1 - (sum(r["active"] for r in report) /
+                           sum(r["size"] for r in report))
+  return out
+
+
+def child_args(run, f):
+  """Command line of the child that does `run`."""
+  return [sys.executable, os.path.abspath(__file__),
+          "--child=" + json.dumps(run), f"--task={f.task}",
+          f"--epochs={f.epochs or TASKS[f.task][3]}", f"--seed={f.seed}",
+          f"--train_examples={f.train_examples}", f"--data_dir={f.data_dir}"]
+
+
+def run_child(run, f):
+  env = dict(os.environ)
+  if run["frontend"].startswith("keras3:"):
+    env["KERAS_BACKEND"] = run["frontend"].split(":")[1]
+  elif run["frontend"] == "torch_loop":
+    env["KERAS_BACKEND"] = "torch"  # itop_tf then loads torch before TF
+  else:
+    env.pop("KERAS_BACKEND", None)
+  out = subprocess.run(child_args(run, f), capture_output=True, text=True,
+                       env=env, check=False)
+  if out.returncode:
+    raise RuntimeError(f"run {run} failed:\n{out.stderr[-3000:]}")
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def summarize(results):
+  """Rows per run (over repeats): times, ratio to dense, accuracy, digest."""
+  groups = {}
+  for r in results:
+    key = (r["frontend"], r["model"], r["steps_per_execution"], r["method"])
+    groups.setdefault(key, []).append(r)
+  rows = []
+  for key, rs in groups.items():
+    dense = groups.get(key[:3] + ("dense",))
+    median = float(np.median([r["seconds"] for r in rs]))
+    acc = [r["accuracy"] for r in rs]
+    rows.append({
+        "frontend": key[0], "model": key[1], "steps_per_execution": key[2],
+        "method": key[3], "seconds": median,
+        "all_seconds": [r["seconds"] for r in rs],
+        "over_dense": (median / float(np.median([r["seconds"] for r in dense]))
+                       if dense else None),
+        "accuracy": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
+        "rate": rs[0]["rate"], "sparsity": rs[0]["sparsity"],
+        "deterministic": len({r["digest"] for r in rs}) == 1,
+        "repeats": len(rs)})
+  return rows
+
+
+def format_rows(rows):
+  lines = ["| front-end | model | spe | method | fit time (s), median "
+           "[all] | / dense | test accuracy | sparsity | R_s | "
+           "identical repeats |", "|---" * 10 + "|"]
+  for r in rows:
+    ratio = f"{r['over_dense']:.2f}x" if r["over_dense"] else "-"
+    rate = f"{r['rate']:.3f}" if r["rate"] is not None else "-"
+    times = ", ".join(f"{t:.1f}" for t in r["all_seconds"])
+    lines.append(
+        f"| {r['frontend']} | {r['model']} | {r['steps_per_execution']} | "
+        f"{r['method']} | {r['seconds']:.1f} [{times}] | {ratio} | "
+        f"{100 * r['accuracy']:.2f} +- {100 * r['accuracy_std']:.2f}% | "
+        f"{r['sparsity']:.3f} | {rate} | "
+        f"{'yes' if r['deterministic'] else 'NO'} ({r['repeats']}) |")
+  return "\n".join(lines)
+
+
+def run_all(f):
+  """Every run of the task, interleaved over --repeats rounds."""
+  results = []
+  for round_ in range(f.repeats):
+    for run in runs(f):
+      r = run_child(run, f)
+      print(f"round {round_ + 1}/{f.repeats}: {run['frontend']} "
+            f"{run['model']} spe={run['steps_per_execution']} "
+            f"{run['method']}: {r['seconds']:.1f} s, "
+            f"accuracy {100 * r['accuracy']:.2f}%", flush=True)
+      results.append(r)
+  rows = summarize(results)
+  print(f"machine: {harness.machine()}; task={f.task}; "
+        f"epochs={f.epochs or TASKS[f.task][3]}; seed={f.seed}; "
+        f"{f.repeats} interleaved rounds")
+  print(format_rows(rows))
+  return rows
+
+
+def main(f):
+  if f.child:
+    print(json.dumps(train(json.loads(f.child), f)))
+    return None
+  return run_all(f)
+
+
+if __name__ == "__main__":
+  harness.main(define_flags, main)
