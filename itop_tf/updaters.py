@@ -394,7 +394,9 @@ class MaskUpdater:
     The prune fraction and the random-growth seed depend on `step` only, so a
     run restored from a checkpoint repeats the updates of one that never
     stopped. Active weights that are NaN or +-Inf are pruned first (with a
-    warning), so every kernel keeps its exact count.
+    warning), so every kernel keeps its exact count. With a prune fraction
+    of 0 (static sparse training) there is nothing to replace, and nothing
+    runs.
 
     Args:
       step: the scheduled update step.
@@ -407,7 +409,7 @@ class MaskUpdater:
     frac = self.schedule.prune_fraction(step)
     stats = {"step": int(step), "prune_fraction": frac, "regrown": {},
              "non_finite": {}}
-    if self._sparse:
+    if self._sparse and frac > 0:
       self.frontend.sync()
       with self.frontend.scope():
         regrown, non_finite = self._apply(step, frac)
