@@ -122,6 +122,8 @@ def runs(f):
             continue  # TF-MOT exists for tf_keras only
           if frontend == "torch_loop" and (method != "dense" or spe != 1):
             continue  # the calibration loop is dense, one step a call
+          if frontend == "keras3:torch" and spe != 1:
+            continue  # Keras 3 on PyTorch runs one step per call
           out.append({"frontend": frontend, "model": name, "method": method,
                       "steps_per_execution": spe})
   return out

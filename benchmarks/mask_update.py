@@ -7,7 +7,7 @@ weights and their momentum, update the union, count R_s) with XLA on and off,
 for each rank method of --rank_methods ("threshold", the default, against
 "sort", the full sort it replaced), and one training step of the same sparse
 model (XLA-compiled). It prints the ratio of the default update
-(`jit_compile="auto"`, threshold) to one step, and of each threshold update
+(`jit_compile="auto"` for the model's size, threshold) to one step, and of each threshold update
 to the sort update in the same mode.
 
   python benchmarks/mask_update.py
@@ -113,7 +113,8 @@ def measure(name, build, batch, f):
     for mode, jit in (("xla", True), ("graph", False)):
       row[f"update_{method}_{mode}_s"] = time_updates(model, jit, f.repeats,
                                                       method)
-  default = "xla" if itop_tf.updaters.resolve_jit_compile("auto") else "graph"
+  default = "xla" if itop_tf.updaters.resolve_jit_compile(
+      "auto", "tensorflow", weights) else "graph"
   first = f.rank_methods[0]
   row["default_mode"] = default
   row["update_over_step"] = row[f"update_{first}_{default}_s"] / step

@@ -181,19 +181,31 @@ class TFKerasFrontend:
 JIT_CHOICES = (True, False, "auto")
 
 
-def resolve_jit_compile(jit_compile, backend="tensorflow"):
+# On a TensorFlow CPU, models with fewer sparse weights than this update in
+# graph mode under jit_compile="auto" (BENCHMARKS.md: XLA compiling the update
+# costs seconds, and saves under 0.05 s an update below about 5M weights).
+CPU_XLA_MIN_WEIGHTS = 5_000_000
+
+
+def resolve_jit_compile(jit_compile, backend="tensorflow", num_weights=None):
   """Whether the update is compiled, for a `jit_compile` setting.
 
-  The rule of "auto", from measurements (BENCHMARKS.md): compiled on
-  TensorFlow (tf_keras, Keras 3 on TensorFlow: XLA) and JAX (`jax.jit`),
-  eager on PyTorch (`torch.compile` took minutes for small models). With the
-  threshold rank the XLA update on CPU takes 0.6x the time of graph mode on
-  ResNet-50 (and 0.1x the full-sort XLA update that made graph mode the CPU
-  default before); on GPU/TPU XLA is assumed, not yet measured.
+  The rule of "auto", from measurements (BENCHMARKS.md):
+
+  - TensorFlow (tf_keras, Keras 3 on TensorFlow) with a GPU or TPU: XLA
+    (assumed faster there, not yet measured).
+  - TensorFlow on CPU: XLA from `CPU_XLA_MIN_WEIGHTS` (5M) sparse weights,
+    graph mode below. Per update XLA is faster (ResNet-50: 0.98 against
+    1.67 s), but compiling it costs seconds (LeNet-300-100: a first update
+    of 4.6 s against 0.84 s traced; then 0.03 against 0.07 s), which a small
+    model does not win back over a run's updates.
+  - JAX: `jax.jit` (its only compiled mode). PyTorch: eager
+    (`torch.compile` took minutes for small models).
 
   Args:
     jit_compile: True, False or "auto".
     backend: "tensorflow", "jax" or "torch".
+    num_weights: the sparse weights of the model; None counts as many.
 
   Returns:
     bool.
@@ -203,15 +215,24 @@ def resolve_jit_compile(jit_compile, backend="tensorflow"):
 
   Example:
 
-  >>> resolve_jit_compile("auto"), resolve_jit_compile("auto", "torch")
-  (True, False)
+  >>> resolve_jit_compile("auto", "tensorflow", 25_000_000)
+  True
+  >>> resolve_jit_compile("auto", "tensorflow", 266_200)   # on a CPU
+  False
   """
   if isinstance(jit_compile, bool):
     return jit_compile
   if jit_compile != "auto":
     raise ValueError(f"jit_compile must be one of {JIT_CHOICES}, got "
                      f"{jit_compile!r}.")
-  return backend in ("tensorflow", "jax")
+  if backend == "jax":
+    return True
+  if backend != "tensorflow":
+    return False
+  if (tf.config.list_logical_devices("GPU") or
+      tf.config.list_logical_devices("TPU")):
+    return True
+  return num_weights is None or num_weights >= CPU_XLA_MIN_WEIGHTS
 
 
 def check_update_options(rank_method, group_entries):
@@ -224,15 +245,12 @@ def check_update_options(rank_method, group_entries):
                      f"{group_entries!r}.")
 
 
-def _frontend(model, jit_compile):
+def _frontend(model):
   """The front-end of `model`: tf_keras, or Keras 3 (`itop_tf.keras3`)."""
   if wrapper_lib.is_keras3_object(model):
     from itop_tf.keras3 import updaters as k3  # pylint: disable=g-import-not-at-top
-    import keras  # pylint: disable=g-import-not-at-top
-    jit = resolve_jit_compile(jit_compile, keras.backend.backend())
-    return k3.Keras3Frontend(model), jit
-  jit = resolve_jit_compile(jit_compile)
-  return TFKerasFrontend(model), jit
+    return k3.Keras3Frontend(model)
+  return TFKerasFrontend(model)
 
 
 class MaskUpdater:
@@ -250,8 +268,8 @@ class MaskUpdater:
     optimizer: the optimizer that trains the model (its slots are masked);
       defaults to `model.optimizer`.
     jit_compile: compile the update: True, False or "auto" (default): XLA
-      on TensorFlow, `jax.jit` on JAX, eager on PyTorch (see
-      `resolve_jit_compile`).
+      on TensorFlow (on a CPU only from 5M sparse weights, graph mode
+      below), `jax.jit` on JAX, eager on PyTorch (see `resolve_jit_compile`).
     rank_method: how each kernel finds its `k` entries to prune and grow
       (`core.rank_select`): "threshold" (default, a radix search on the
       float bits) or "sort" (the full sort it replaced; same masks).
@@ -277,8 +295,11 @@ class MaskUpdater:
     self.model = model
     self.optimizer = optimizer if optimizer is not None else getattr(
         model, "optimizer", None)
-    self.frontend, self.jit_compile = _frontend(model, jit_compile)
+    self.frontend = _frontend(model)
     self.sparse_weights = self.frontend.sparse_weights()
+    self.jit_compile = resolve_jit_compile(
+        jit_compile, self.frontend.ops.name,
+        sum(sw.size for sw in self.sparse_weights))
     # Every built wrapper holds at least one kernel.
     self.wrappers = list(dict.fromkeys(sw.wrapper
                                        for sw in self.sparse_weights))

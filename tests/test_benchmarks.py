@@ -146,8 +146,8 @@ def test_mask_update_smoke_keeps_exact_counts(capsys):
     assert row[f"update_{method}_xla_s"] > 0
     assert row[f"update_{method}_graph_s"] > 0
   mode = row["default_mode"]
-  assert mode == ("xla" if itop_tf.updaters.resolve_jit_compile("auto")
-                  else "graph")
+  assert mode == ("xla" if itop_tf.updaters.resolve_jit_compile(
+      "auto", "tensorflow", row["sparse_weights"]) else "graph")
   assert row["update_over_step"] == pytest.approx(
       row[f"update_threshold_{mode}_s"] / row["step_s"])
   out = capsys.readouterr().out
@@ -376,6 +376,19 @@ def test_end_to_end_summary_divides_by_dense_of_the_same_setting():
   assert by[("rigl_itop", 10)]["over_dense"] == pytest.approx(6.0 / 5.0)
   assert by[("rigl_itop", 1)]["deterministic"]
   assert not by[("rigl_itop", 10)]["deterministic"]
+
+
+def test_end_to_end_leaves_out_what_a_frontend_cannot_run():
+  fv = parse(end_to_end, "--task=quickstart", "--steps_per_execution=10",
+             "--frontends=keras3:torch,torch_loop,tf_keras")
+  runs = {(r["frontend"], r["method"], r["steps_per_execution"])
+          for r in end_to_end.runs(fv)}
+  assert ("keras3:torch", "rigl_itop", 10) not in runs  # Keras refuses it
+  assert ("keras3:torch", "tfmot", 1) not in runs  # TF-MOT is tf_keras only
+  assert ("keras3:torch", "rigl_itop", 1) in runs
+  assert {r for r in runs if r[0] == "torch_loop"} == {
+      ("torch_loop", "dense", 1)}
+  assert ("tf_keras", "tfmot", 10) in runs
 
 
 def test_end_to_end_rejects_unknown_frontends_and_methods():

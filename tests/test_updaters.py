@@ -6,6 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import itop_tf
+from itop_tf import array_ops
 from itop_tf import updaters
 from conftest import compile_sgd, kernels, sparse_mlp, toy_data
 
@@ -36,8 +37,9 @@ def test_rank_select_never_picks_a_non_candidate():
 SHAPES = [(1,), (5,), (2, 3), (4, 4), (3, 3, 2), (2, 2, 4, 4)]
 
 
+@pytest.mark.parametrize("rank", itop_tf.core.RANK_METHODS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_prune_and_grow_keeps_exact_count_for_every_k(shape):
+def test_prune_and_grow_keeps_exact_count_for_every_k(shape, rank):
   # jaxpruner-style sweep: every active count n and every k in 0..n.
   size = int(np.prod(shape))
   rng = np.random.default_rng(size)
@@ -49,8 +51,8 @@ def test_prune_and_grow_keeps_exact_count_for_every_k(shape):
         mask, tf.float32)
     scores = tf.constant(rng.random(shape).astype("float32"))
     for k in range(n + 1):
-      new, kept, pruned = updaters.prune_and_grow(mask, w, tf.constant(k),
-                                                  scores)
+      new, kept, pruned = itop_tf.core.prune_and_grow(
+          mask, w, tf.constant(k), scores, array_ops.TF, rank)
       assert new.shape == shape
       assert _count(new) == n, (n, k)
       assert _count(pruned) == k and not (pruned.numpy() & ~flat.reshape(
@@ -407,15 +409,21 @@ def test_pruned_and_regrown_non_finite_weight_restarts_at_zero():
   assert kept.numpy().tolist() == [False, True, False]
 
 
-def test_auto_jit_compiles_on_tensorflow_and_jax_not_on_torch():
-  assert updaters.resolve_jit_compile("auto") is True
-  assert updaters.resolve_jit_compile("auto", "jax") is True
-  assert updaters.resolve_jit_compile("auto", "torch") is False
+def test_auto_jit_compiles_large_models_small_ones_on_accelerators_only():
+  accelerator = bool(tf.config.list_logical_devices("GPU") or
+                     tf.config.list_logical_devices("TPU"))
+  big = updaters.CPU_XLA_MIN_WEIGHTS
+  assert updaters.resolve_jit_compile("auto", "tensorflow", big) is True
+  assert updaters.resolve_jit_compile("auto", "tensorflow",
+                                      big - 1) is accelerator
+  assert updaters.resolve_jit_compile("auto") is True  # size unknown
+  assert updaters.resolve_jit_compile("auto", "jax", 10) is True
+  assert updaters.resolve_jit_compile("auto", "torch", big) is False
   assert updaters.resolve_jit_compile(True, "torch") is True
   assert updaters.resolve_jit_compile(False, "jax") is False
-  model = compile_sgd(sparse_mlp())
-  assert itop_tf.MaskUpdater(model).jit_compile is True
-  assert itop_tf.MaskUpdater(model, jit_compile=False).jit_compile is False
+  model = compile_sgd(sparse_mlp())  # 600 weights
+  assert itop_tf.MaskUpdater(model).jit_compile is accelerator
+  assert itop_tf.MaskUpdater(model, jit_compile=True).jit_compile is True
 
 
 @pytest.mark.parametrize("value", ["xla", 1.5, None])
