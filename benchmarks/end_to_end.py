@@ -116,12 +116,15 @@ def runs(f):
   out = []
   for frontend in frontends:
     for name in names:
+      if frontend == "torch_loop":  # the yardstick: dense LeNet, one step a call
+        if name == "lenet_300_100":
+          out.append({"frontend": frontend, "model": name, "method": "dense",
+                      "steps_per_execution": 1})
+        continue
       for spe in spes:
         for method in methods:
           if method == "tfmot" and frontend != "tf_keras":
             continue  # TF-MOT exists for tf_keras only
-          if frontend == "torch_loop" and (method != "dense" or spe != 1):
-            continue  # the calibration loop is dense, one step a call
           if frontend == "keras3:torch" and spe != 1:
             continue  # Keras 3 on PyTorch runs one step per call
           out.append({"frontend": frontend, "model": name, "method": method,
