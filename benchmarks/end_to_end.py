@@ -106,6 +106,16 @@ def define_flags(flag_values=flags.FLAGS):
        "train_examples"], validate, flag_values=flag_values)
 
 
+def epochs_of(f):
+  """--epochs, or the task's default."""
+  return f.epochs or TASKS[f.task][3]
+
+
+def steps_per_epoch(examples):
+  """Steps of one epoch of `examples` at batch `BATCH` (last one partial)."""
+  return -(-examples // BATCH)
+
+
 def runs(f):
   """The (frontend, model, method, steps_per_execution) runs of one round."""
   names, _, methods, _ = TASKS[f.task]
@@ -181,8 +191,7 @@ def train_torch_loop(run, f):
   fast this machine is for that code's framework in this run.
   """
   import torch
-  _, _, _, default_epochs = TASKS[f.task]
-  epochs = f.epochs or default_epochs
+  epochs = epochs_of(f)
   x, y, x_test, y_test = (torch.from_numpy(a) for a in
                           load_data(f.data_dir, f.train_examples))
   torch.manual_seed(f.seed)
@@ -191,14 +200,14 @@ def train_torch_loop(run, f):
       torch.nn.Linear(300, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
   opt = torch.optim.SGD(model.parameters(), LR, momentum=MOMENTUM,
                         nesterov=True, weight_decay=L2)
-  steps_per_epoch = len(x) // BATCH + (len(x) % BATCH > 0)
+  per_epoch = steps_per_epoch(len(x))
   sched = torch.optim.lr_scheduler.MultiStepLR(
-      opt, [epochs * steps_per_epoch // 2, epochs * steps_per_epoch * 3 // 4])
+      opt, [epochs * per_epoch // 2, epochs * per_epoch * 3 // 4])
   y = y.long()
   start = time.perf_counter()
   for _ in range(epochs):
     order = torch.randperm(len(x))
-    for i in range(steps_per_epoch):
+    for i in range(per_epoch):
       idx = order[i * BATCH:(i + 1) * BATCH]
       loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
       opt.zero_grad()
@@ -212,7 +221,7 @@ def train_torch_loop(run, f):
   for p in model.parameters():
     h.update(p.detach().numpy().tobytes())
   return dict(run, seconds=seconds, accuracy=float(accuracy),
-              steps=epochs * steps_per_epoch, digest=h.hexdigest()[:12],
+              steps=epochs * per_epoch, digest=h.hexdigest()[:12],
               rate=None, sparsity=0.0)
 
 
@@ -228,10 +237,9 @@ def train(run, f):
   else:
     import keras
     jit = "auto"  # XLA on TensorFlow and JAX, eager on PyTorch
-  _, sparsity, _, default_epochs = TASKS[f.task]
-  epochs = f.epochs or default_epochs
+  sparsity, epochs = TASKS[f.task][1], epochs_of(f)
   x, y, x_test, y_test = load_data(f.data_dir, f.train_examples)
-  steps = epochs * (len(x) // BATCH + (len(x) % BATCH > 0))
+  steps = epochs * steps_per_epoch(len(x))
   keras.utils.set_random_seed(f.seed + 1)
   model = with_l2(models.build(name, (28, 28, 1), 10, keras), keras, L2)
   callbacks = []
@@ -274,7 +282,7 @@ def child_args(run, f):
   """Command line of the child that does `run`."""
   return [sys.executable, os.path.abspath(__file__),
           "--child=" + json.dumps(run), f"--task={f.task}",
-          f"--epochs={f.epochs or TASKS[f.task][3]}", f"--seed={f.seed}",
+          f"--epochs={epochs_of(f)}", f"--seed={f.seed}",
           f"--train_examples={f.train_examples}", f"--data_dir={f.data_dir}"]
 
 
@@ -347,7 +355,7 @@ def run_all(f):
       results.append(r)
   rows = summarize(results)
   print(f"machine: {harness.machine()}; task={f.task}; "
-        f"epochs={f.epochs or TASKS[f.task][3]}; seed={f.seed}; "
+        f"epochs={epochs_of(f)}; seed={f.seed}; "
         f"{f.repeats} interleaved rounds")
   print(format_rows(rows))
   return rows
