@@ -7,11 +7,16 @@ Two tasks, both on offline Fashion-MNIST (`dataset-fashion-mnist`):
   (coupled, as PyTorch's `weight_decay`), batch 128, learning rate x0.1 at
   50% and 75% of training, ERK, 98% sparsity, Delta T = 100, 20 epochs.
   Methods dense, static, set_itop, rigl_itop on every --frontends entry
-  (tf_keras, and Keras 3 on TensorFlow, JAX and PyTorch). The official code
-  is not run here (it downloads its data); its time on this kind of machine
-  (13-17 s for RigL-ITOP, issue 12) is the number to beat. `torch_loop`
+  (tf_keras, and Keras 3 on TensorFlow, JAX and PyTorch). `torch_loop`
   trains the dense model in a bare PyTorch loop (the official code's
   framework, no sparsity): it tells how fast the machine is in this run.
+  With --official_code=DIR (a checkout of the paper's code,
+  github.com/Shiweiliuiiiiiii/In-Time-Over-Parameterization, which this
+  project does not ship), front-end `official` trains the same four methods
+  with that code's `Masking` and `LeNet_300_100`, step by step as its
+  `main.py` does, on the same in-memory data (its DataLoader and per-100-step
+  logging left out, which only makes it faster), and the table gains each
+  run's time over the official code's for the same method.
 - `--task=quickstart`: the quickstart's small CNN and LeNet-300-100 at 90%,
   Delta T = 100, --epochs epochs, as dense, TF-MOT constant sparsity
   (`prune_low_magnitude`, tf_keras only), itop_tf static, SET-ITOP and
@@ -53,7 +58,8 @@ from launchers import launcher_flags
 from launchers import models
 
 FRONTENDS = ("tf_keras", "keras3:tensorflow", "keras3:jax", "keras3:torch",
-             "torch_loop")
+             "torch_loop", "official")
+TORCH_FRONTENDS = ("torch_loop", "official")  # plain PyTorch, no Keras
 METHODS = ("dense", "tfmot", "static", "set_itop", "rigl_itop")
 GROW = {"static": "random", "set_itop": "random", "rigl_itop": "gradient"}
 TASKS = {
@@ -75,6 +81,8 @@ def define_flags(flag_values=flags.FLAGS):
   define("list", "frontends", None, "Front-ends to run (default: all for "
          "paper, tf_keras for quickstart, the one with TF-MOT).")
   define("list", "methods", None, "Methods (default: the task's).")
+  define("list", "models", None, "Models (default: the task's; "
+         "quickstart: small_cnn,lenet_300_100).")
   define("integer", "epochs", None, "Epochs (default: 20 for paper, 2 for "
          "quickstart).")
   define("integer", "steps_per_execution", 10, "The quickstart's second "
@@ -85,6 +93,9 @@ def define_flags(flag_values=flags.FLAGS):
          "(0: all 60000); for smoke tests.")
   define("string", "data_dir", fashion_mnist_offline.DEFAULT_DIR,
          "Directory of the four Fashion-MNIST IDX .gz files.")
+  define("string", "official_code", None, "Directory of a checkout of the "
+         "paper's official code (its sparselearning/ package): adds "
+         "front-end `official` to the paper task.")
   define("string", "child", None, "Internal: one run as JSON.")
 
   def validate(f):
@@ -94,16 +105,37 @@ def define_flags(flag_values=flags.FLAGS):
     if f["methods"] and set(f["methods"]) - set(METHODS):
       raise flags.ValidationError(
           f"--methods must be some of {','.join(METHODS)}.")
+    task_models = TASKS[f["task"]][0]
+    if f["models"] and set(f["models"]) - set(task_models):
+      raise flags.ValidationError(
+          f"--models must be some of {','.join(task_models)} for "
+          f"--task={f['task']}.")
     if f["repeats"] < 1 or (f["epochs"] is not None and f["epochs"] < 1):
       raise flags.ValidationError("--repeats and --epochs must be >= 1.")
     if f["steps_per_execution"] < 1 or f["train_examples"] < 0:
       raise flags.ValidationError("--steps_per_execution must be >= 1 and "
                                   "--train_examples >= 0.")
+    if "official" in (f["frontends"] or ()) and not f["official_code"]:
+      raise flags.ValidationError(
+          "--frontends=official needs --official_code=DIR, a checkout of "
+          "github.com/Shiweiliuiiiiiii/In-Time-Over-Parameterization.")
+    if f["official_code"] and not os.path.isfile(
+        os.path.join(f["official_code"], "sparselearning", "core.py")):
+      raise flags.ValidationError(
+          f"--official_code={f['official_code']} has no "
+          "sparselearning/core.py: give the root of a checkout of the "
+          "paper's code.")
+    if f["official_code"] and f["task"] != "paper":
+      raise flags.ValidationError(
+          "--official_code is for --task=paper (the official code trains "
+          "LeNet-300-100 only here).")
     return True
 
   flags.register_multi_flags_validator(
-      ["frontends", "methods", "repeats", "epochs", "steps_per_execution",
-       "train_examples"], validate, flag_values=flag_values)
+      ["frontends", "methods", "models", "repeats", "epochs",
+       "steps_per_execution", "train_examples", "official_code", "task"],
+      validate,
+      flag_values=flag_values)
 
 
 def epochs_of(f):
@@ -119,9 +151,13 @@ def steps_per_epoch(examples):
 def runs(f):
   """The (frontend, model, method, steps_per_execution) runs of one round."""
   names, _, methods, _ = TASKS[f.task]
-  methods = f.methods or methods
-  frontends = f.frontends or (FRONTENDS if f.task == "paper" else
-                              ("tf_keras",))
+  names, methods = f.models or names, f.methods or methods
+  if f.frontends:
+    frontends = f.frontends
+  elif f.task == "paper":
+    frontends = [x for x in FRONTENDS if x != "official" or f.official_code]
+  else:
+    frontends = ("tf_keras",)
   spes = tuple(dict.fromkeys((1, f.steps_per_execution)))
   out = []
   for frontend in frontends:
@@ -135,8 +171,8 @@ def runs(f):
         for method in methods:
           if method == "tfmot" and frontend != "tf_keras":
             continue  # TF-MOT exists for tf_keras only
-          if frontend == "keras3:torch" and spe != 1:
-            continue  # Keras 3 on PyTorch runs one step per call
+          if frontend in ("keras3:torch", "official") and spe != 1:
+            continue  # one step per call: Keras refuses more on PyTorch
           out.append({"frontend": frontend, "model": name, "method": method,
                       "steps_per_execution": spe})
   return out
@@ -217,12 +253,101 @@ def train_torch_loop(run, f):
   seconds = time.perf_counter() - start
   with torch.no_grad():
     accuracy = (model(x_test).argmax(1) == y_test.long()).float().mean()
+  return dict(run, seconds=seconds, accuracy=float(accuracy),
+              steps=epochs * per_epoch, digest=torch_digest(model),
+              rate=None, sparsity=0.0)
+
+
+def torch_digest(model):
+  """SHA-1 of a PyTorch model's parameters (as `weights_digest`)."""
   h = hashlib.sha1()
   for p in model.parameters():
     h.update(p.detach().numpy().tobytes())
+  return h.hexdigest()[:12]
+
+
+def train_official(run, f):
+  """One paper-task run with the official code from --official_code.
+
+  Its `sparselearning.core.Masking` (ERK, magnitude death, random growth for
+  SET and static, gradient growth for RigL, death rate 0.5 with cosine decay,
+  no redistribution; `fix` for static) and `sparselearning.models.
+  LeNet_300_100`, driven per step as its `main.py` `train()` does: forward,
+  `nll_loss`, the loss and accuracy read back with `.item()`, backward, then
+  `Masking.step()` (the optimizer step, the re-masking and every
+  `update_frequency` steps a prune/grow) or, dense, `optimizer.step()`;
+  `MultiStepLR` at 50% and 75% of the epochs. Batches come shuffled from the
+  same in-memory tensors as `torch_loop`, not its DataLoader, and its
+  printing goes to a buffer: both only make it faster.
+  """
+  import contextlib
+  import io
+  import types
+  import torch
+  import torch.nn.functional as F
+  sys.path.insert(0, os.path.abspath(f.official_code))
+  if not torch.cuda.is_available():
+    # The official code moves every mask with `.cuda()`; without a GPU that
+    # would raise, so here it leaves tensors on the CPU.
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self
+  from sparselearning import core as official_core
+  from sparselearning import models as official_models
+  method, epochs = run["method"], epochs_of(f)
+  x, y, x_test, y_test = (torch.from_numpy(a) for a in
+                          load_data(f.data_dir, f.train_examples))
+  y, y_test = y.long(), y_test.long()
+  torch.manual_seed(f.seed)
+  model = official_models.LeNet_300_100()
+  opt = torch.optim.SGD(model.parameters(), LR, momentum=MOMENTUM,
+                        nesterov=True, weight_decay=L2)
+  sched = torch.optim.lr_scheduler.MultiStepLR(
+      opt, [epochs // 2, epochs * 3 // 4])  # per epoch, as main.py steps it
+  per_epoch = steps_per_epoch(len(x))
+  log = io.StringIO()
+  mask = None
+  if method != "dense":
+    args = types.SimpleNamespace(fix=method == "static",
+                                 update_frequency=UPDATE_INTERVAL)
+    decay = official_core.CosineDecay(0.5, per_epoch * epochs)
+    mask = official_core.Masking(
+        opt, death_rate=0.5, death_mode="magnitude", death_rate_decay=decay,
+        growth_mode=GROW[method], redistribution_mode="none", args=args)
+    with contextlib.redirect_stdout(log):
+      mask.add_module(model, sparse_init="ERK", density=1 - TASKS["paper"][1])
+  start = time.perf_counter()
+  with contextlib.redirect_stdout(log):
+    for _ in range(epochs):
+      model.train()
+      train_loss, correct = 0.0, 0
+      order = torch.randperm(len(x))
+      for i in range(per_epoch):
+        idx = order[i * BATCH:(i + 1) * BATCH]
+        data, target = x[idx], y[idx]
+        opt.zero_grad()
+        output = model(data)
+        loss = F.nll_loss(output, target)
+        train_loss += loss.item()
+        pred = output.argmax(dim=1, keepdim=True)
+        correct += pred.eq(target.view_as(pred)).sum().item()
+        loss.backward()
+        if mask is not None:
+          mask.step()
+        else:
+          opt.step()
+      sched.step()
+  seconds = time.perf_counter() - start
+  model.eval()
+  with torch.no_grad():
+    accuracy = (model(x_test).argmax(1) == y_test).float().mean()
+  rate, sparsity = None, 0.0
+  if mask is not None:
+    masks = list(mask.masks.values())
+    size = sum(m.numel() for m in masks)
+    sparsity = 1 - sum(int((m != 0).sum()) for m in masks) / size
+    rate = sum(int((m != 0).sum()) for m in mask.fired_masks.values()) / size
   return dict(run, seconds=seconds, accuracy=float(accuracy),
-              steps=epochs * per_epoch, digest=h.hexdigest()[:12],
-              rate=None, sparsity=0.0)
+              steps=epochs * per_epoch, digest=torch_digest(model),
+              rate=rate, sparsity=sparsity)
 
 
 def train(run, f):
@@ -230,6 +355,8 @@ def train(run, f):
   frontend, name, method = run["frontend"], run["model"], run["method"]
   if frontend == "torch_loop":
     return train_torch_loop(run, f)
+  if frontend == "official":
+    return train_official(run, f)
   if frontend == "tf_keras":
     import tf_keras as keras
     import tensorflow_model_optimization as tfmot
@@ -283,14 +410,15 @@ def child_args(run, f):
   return [sys.executable, os.path.abspath(__file__),
           "--child=" + json.dumps(run), f"--task={f.task}",
           f"--epochs={epochs_of(f)}", f"--seed={f.seed}",
-          f"--train_examples={f.train_examples}", f"--data_dir={f.data_dir}"]
+          f"--train_examples={f.train_examples}", f"--data_dir={f.data_dir}"
+         ] + ([f"--official_code={f.official_code}"] if f.official_code else [])
 
 
 def run_child(run, f):
   env = dict(os.environ)
   if run["frontend"].startswith("keras3:"):
     env["KERAS_BACKEND"] = run["frontend"].split(":")[1]
-  elif run["frontend"] == "torch_loop":
+  elif run["frontend"] in TORCH_FRONTENDS:
     env["KERAS_BACKEND"] = "torch"  # itop_tf then loads torch before TF
   else:
     env.pop("KERAS_BACKEND", None)
@@ -307,17 +435,21 @@ def summarize(results):
   for r in results:
     key = (r["frontend"], r["model"], r["steps_per_execution"], r["method"])
     groups.setdefault(key, []).append(r)
+  def median_of(rs):
+    return float(np.median([r["seconds"] for r in rs])) if rs else None
+
   rows = []
   for key, rs in groups.items():
-    dense = groups.get(key[:3] + ("dense",))
-    median = float(np.median([r["seconds"] for r in rs]))
+    dense = median_of(groups.get(key[:3] + ("dense",)))
+    official = median_of(groups.get(("official", key[1], 1, key[3])))
+    median = median_of(rs)
     acc = [r["accuracy"] for r in rs]
     rows.append({
         "frontend": key[0], "model": key[1], "steps_per_execution": key[2],
         "method": key[3], "seconds": median,
         "all_seconds": [r["seconds"] for r in rs],
-        "over_dense": (median / float(np.median([r["seconds"] for r in dense]))
-                       if dense else None),
+        "over_dense": median / dense if dense else None,
+        "over_official": median / official if official else None,
         "accuracy": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
         "rate": rs[0]["rate"], "sparsity": rs[0]["sparsity"],
         "deterministic": len({r["digest"] for r in rs}) == 1,
@@ -326,11 +458,21 @@ def summarize(results):
 
 
 def format_rows(rows):
+  """The rows as a Markdown table.
+
+  `/ official` (only when the official code ran) is a row's time over the
+  official code's for the same method.
+  """
+  official = any(r["over_official"] for r in rows)
   lines = ["| front-end | model | spe | method | fit time (s), median "
-           "[all] | / dense | test accuracy | sparsity | R_s | "
-           "identical repeats |", "|---" * 10 + "|"]
+           "[all] | / dense |" + (" / official |" if official else "") +
+           " test accuracy | sparsity | R_s | identical repeats |",
+           "|---" * (10 + official) + "|"]
   for r in rows:
     ratio = f"{r['over_dense']:.2f}x" if r["over_dense"] else "-"
+    if official:
+      ratio += (f" | {r['over_official']:.2f}x" if r["over_official"]
+                else " | -")
     rate = f"{r['rate']:.3f}" if r["rate"] is not None else "-"
     times = ", ".join(f"{t:.1f}" for t in r["all_seconds"])
     lines.append(

@@ -380,6 +380,95 @@ def test_end_to_end_summary_divides_by_dense_of_the_same_setting():
   assert not by[("rigl_itop", 10)]["deterministic"]
 
 
+# A stand-in for the paper's official code (not shipped): the interface
+# end_to_end drives, recording in its masks what it was driven with.
+FAKE_OFFICIAL_CORE = """
+import torch
+
+class CosineDecay:
+  def __init__(self, death_rate, T_max, eta_min=0.005, last_epoch=-1):
+    assert death_rate == 0.5 and T_max > 0
+
+class Masking:
+  def __init__(self, optimizer, death_rate=0.3, death_rate_decay=None,
+               death_mode="momentum", growth_mode="momentum",
+               redistribution_mode="momentum", args=None):
+    assert death_mode == "magnitude" and redistribution_mode == "none"
+    assert growth_mode in ("random", "gradient"), growth_mode
+    assert args.update_frequency == 100
+    self.optimizer, self.args, self.steps = optimizer, args, 0
+
+  def add_module(self, module, density, sparse_init="ER"):
+    assert sparse_init == "ERK"
+    self.masks = {"w": torch.zeros(1000)}
+    self.masks["w"][:round(density * 1000)] = 1
+    self.fired_masks = {"w": self.masks["w"].clone()}
+
+  def step(self):  # R_s counts the steps taken while exploring
+    self.optimizer.step()
+    self.steps += 1
+    if not self.args.fix:
+      self.fired_masks["w"][:20 + self.steps] = 1
+"""
+FAKE_OFFICIAL_MODELS = """
+import torch
+
+class LeNet_300_100(torch.nn.Module):
+  def __init__(self, save_features=None, bench_model=False):
+    super().__init__()
+    self.fc = torch.nn.Linear(784, 10)
+
+  def forward(self, x):
+    return torch.nn.functional.log_softmax(self.fc(x.view(-1, 784)), dim=1)
+"""
+
+
+def test_end_to_end_drives_the_official_code_one_mask_step_a_batch(
+    tmp_path, capsys):
+  code = tmp_path / "official" / "sparselearning"
+  code.mkdir(parents=True)
+  (code / "core.py").write_text(FAKE_OFFICIAL_CORE)
+  (code / "models.py").write_text(FAKE_OFFICIAL_MODELS)
+  data = write_fashion_mnist(str(tmp_path / "idx"), n_train=1280, n_test=64)
+  fv = parse(end_to_end, "--task=paper", f"--data_dir={data}", "--epochs=3",
+             f"--official_code={code.parent}", "--frontends=official",
+             "--methods=static,rigl_itop", "--repeats=1")
+  rows = {r["method"]: r for r in end_to_end.run_all(fv)}
+  assert rows["rigl_itop"]["rate"] == pytest.approx((20 + 30) / 1000)
+  assert rows["static"]["rate"] == pytest.approx(0.02)  # fix: no exploring
+  assert rows["rigl_itop"]["sparsity"] == pytest.approx(0.98)
+  assert rows["rigl_itop"]["over_official"] == pytest.approx(1.0)
+  assert "| / official |" in capsys.readouterr().out
+
+
+def test_end_to_end_summary_divides_by_the_official_run_of_the_method():
+  def result(frontend, method, spe, seconds):
+    return {"frontend": frontend, "model": "m", "method": method,
+            "steps_per_execution": spe, "seconds": seconds, "accuracy": 0.5,
+            "rate": None, "sparsity": 0.0, "digest": "a"}
+  rows = end_to_end.summarize([
+      result("official", "dense", 1, 8.0),
+      result("official", "rigl_itop", 1, 20.0),
+      result("keras3:jax", "dense", 100, 9.0),
+      result("keras3:jax", "rigl_itop", 100, 10.0)])
+  by = {(r["frontend"], r["method"]): r for r in rows}
+  assert by[("keras3:jax", "rigl_itop")]["over_official"] == 0.5
+  assert by[("keras3:jax", "dense")]["over_official"] == 9.0 / 8.0
+  assert "| / official |" in end_to_end.format_rows(rows)
+  # Without an official run the table has no such column.
+  assert "/ official" not in end_to_end.format_rows(
+      [dict(r, over_official=None) for r in rows])
+
+
+def test_end_to_end_official_frontend_needs_a_checkout(tmp_path):
+  with pytest.raises(flags.IllegalFlagValueError, match="--official_code"):
+    parse(end_to_end, "--frontends=official")
+  with pytest.raises(flags.IllegalFlagValueError, match="sparselearning"):
+    parse(end_to_end, f"--official_code={tmp_path}")
+  fv = parse(end_to_end, "--task=paper")
+  assert "official" not in {r["frontend"] for r in end_to_end.runs(fv)}
+
+
 def test_end_to_end_leaves_out_what_a_frontend_cannot_run():
   fv = parse(end_to_end, "--task=quickstart", "--steps_per_execution=10",
              "--frontends=keras3:torch,torch_loop,tf_keras")
@@ -397,11 +486,15 @@ def test_end_to_end_leaves_out_what_a_frontend_cannot_run():
   assert ("tf_keras", "tfmot", 10) in runs
 
 
-def test_end_to_end_rejects_unknown_frontends_and_methods():
+def test_end_to_end_rejects_unknown_frontends_methods_and_models():
   with pytest.raises(flags.IllegalFlagValueError, match="--frontends"):
     parse(end_to_end, "--frontends=keras2")
   with pytest.raises(flags.IllegalFlagValueError, match="--methods"):
     parse(end_to_end, "--methods=magnitude")
+  with pytest.raises(flags.IllegalFlagValueError, match="--models"):
+    parse(end_to_end, "--task=paper", "--models=small_cnn")
+  fv = parse(end_to_end, "--task=quickstart", "--models=lenet_300_100")
+  assert {r["model"] for r in end_to_end.runs(fv)} == {"lenet_300_100"}
 
 
 def test_gpu_script_is_valid_bash_and_passes_flags_each_benchmark_knows():
