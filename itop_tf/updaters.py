@@ -142,8 +142,12 @@ class TFKerasFrontend:
 
   @staticmethod
   def compile(fn, jit_compile):
-    """`fn` as a `tf.function`, XLA-compiled if `jit_compile`."""
-    return tf.function(fn, jit_compile=jit_compile)
+    """`fn` as a `tf.function`, XLA-compiled if `jit_compile`.
+
+    Without AutoGraph: `core` writes its loops as `ops.fori_loop`, and
+    converting it cost 0.9 s of the first update's 1.4 s on LeNet-300-100.
+    """
+    return tf.function(fn, jit_compile=jit_compile, autograph=False)
 
   def sparse_weights(self):
     return wrapper_lib.sparse_weights(self.model)

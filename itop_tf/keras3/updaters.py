@@ -69,7 +69,8 @@ def _compile(fn, jit_compile):
   backend = keras.backend.backend()
   if backend == "tensorflow":
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return tf.function(fn, jit_compile=bool(jit_compile))
+    # No AutoGraph: `core` loops with ops.fori_loop (see TFKerasFrontend).
+    return tf.function(fn, jit_compile=bool(jit_compile), autograph=False)
   if backend == "jax" and jit_compile:
     import jax  # pylint: disable=g-import-not-at-top
     return jax.jit(fn)
