@@ -108,7 +108,8 @@ def make_variant(kind, build: Callable[[], keras.Model], sparsity=0.9,
                  update_interval=100, grow="gradient", jit_compile=True,
                  total_steps=10**6, seed=0, update_jit_compile=True,
                  rank_method="threshold",
-                 group_entries=itop_tf.updaters.GROUP_ENTRIES):
+                 group_entries=itop_tf.updaters.GROUP_ENTRIES,
+                 distribution="erk"):
   """Builds, sparsifies (per `kind`) and compiles a fresh model.
 
   Args:
@@ -124,6 +125,8 @@ def make_variant(kind, build: Callable[[], keras.Model], sparsity=0.9,
     update_jit_compile: compile itop_tf's mask update with XLA (True,
       False or "auto").
     rank_method, group_entries: itop_tf's update options (`ITOPCallback`).
+    distribution: itop_tf's layer densities ("erk", "er" or "uniform", as
+      TF-MOT's `ConstantSparsity` gives every layer).
 
   Returns:
     A `Variant`.
@@ -147,6 +150,7 @@ def make_variant(kind, build: Callable[[], keras.Model], sparsity=0.9,
   elif kind == "itop":
     model = itop_tf.sparsify(
         model, sparsity=sparsity, grow=grow, seed=seed,
+        distribution=distribution,
         schedule=itop_tf.RegrowthSchedule(update_interval=update_interval,
                                           total_steps=total_steps))
     callbacks.append(itop_tf.ITOPCallback(

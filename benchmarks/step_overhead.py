@@ -3,8 +3,9 @@ r"""Training-step time of itop_tf against dense Keras and TF-MOT.
 For each network, three variants of the same model are compiled with XLA
 (`jit_compile=True`): dense tf_keras, TF-MOT `prune_low_magnitude`
 (ConstantSparsity) and itop_tf RigL-ITOP. They are timed interleaved: every
-round runs --steps steps of each variant in turn, one synthetic batch
-repeated, each step driven with its callbacks as `model.fit` drives it.
+round runs --steps steps of each variant in turn (in the reverse order every
+other round), one synthetic batch repeated, each step driven with its
+callbacks as `model.fit` drives it.
 
 Both sparse variants update their masks once every --steps steps during the
 measurement, so each round holds one update step and --steps - 1 plain
@@ -33,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import itop_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+import itop_tf  # (first: sets TF_USE_LEGACY_KERAS before TF loads)
 from absl import flags
 import numpy as np
 
@@ -52,6 +53,9 @@ def define_flags(flag_values=flags.FLAGS):
   define("list", "update_intervals", ["100", "1000"],
          "Delta T values to amortize the update over.")
   define("bool", "jit", True, "jit_compile the training steps.")
+  define("enum", "distribution", "erk", "itop_tf's layer densities "
+         "(uniform: every layer at --sparsity, as TF-MOT).",
+         list(itop_tf.distributions.DISTRIBUTIONS))
   define("list", "keras3_backends", ["tensorflow", "jax"],
          "Keras 3 backends to measure too, each in a child process; empty "
          "for none.")
@@ -75,6 +79,16 @@ def define_flags(flag_values=flags.FLAGS):
       flag_values=flag_values)
 
 
+def interleaved(kinds, round_):
+  """The order of `kinds` in round `round_`: as given, then reversed.
+
+  Alternating (ABC, CBA, ...) gives every variant the same mean position,
+  so a machine that speeds up or slows down steadily over a round does not
+  favour the variant timed first.
+  """
+  return kinds if round_ % 2 == 0 else kinds[::-1]
+
+
 def measure(name, f):
   """Times the three variants of network `name`; returns one row each."""
   build, batch = harness.network(name, f)
@@ -82,13 +96,14 @@ def measure(name, f):
   for kind in harness.VARIANTS:
     variant = harness.make_variant(kind, build, sparsity=f.sparsity,
                                    update_interval=f.steps,
-                                   jit_compile=f.jit)
+                                   jit_compile=f.jit,
+                                   distribution=f.distribution)
     timers[kind] = harness.StepTimer(variant, batch)
     timers[kind].run(f.steps)  # warm-up: compiles the step and the update
   samples = {kind: [] for kind in timers}
-  for _ in range(f.rounds):
-    for kind, timer in timers.items():
-      samples[kind] += timer.run(f.steps)
+  for round_ in range(f.rounds):
+    for kind in interleaved(list(timers), round_):
+      samples[kind] += timers[kind].run(f.steps)
 
   rows = summarize(samples, [int(s) for s in f.update_intervals])
   for row in rows:
@@ -154,8 +169,8 @@ def measure_keras3(name, f):
   for kind in variants:
     one_round(kind)  # warm-up: compiles the step and the update
   rounds = {kind: [] for kind in variants}
-  for _ in range(f.rounds):
-    for kind in variants:
+  for round_ in range(f.rounds):
+    for kind in interleaved(list(variants), round_):
       rounds[kind].append(one_round(kind))
   rows = summarize_keras3(rounds, f.steps, [int(s) for s in f.update_intervals])
   for row in rows:

@@ -334,6 +334,29 @@ def test_mobilenet_style_meets_xnnpack_sparse_inference_conditions():
   assert isinstance(model.layers[1], keras.layers.ZeroPadding2D)
 
 
+@pytest.mark.parametrize("distribution", ["erk", "uniform"])
+def test_itop_variant_takes_the_layer_distribution(distribution):
+  variant = harness.make_variant("itop", tiny_cnn, sparsity=0.75,
+                                 distribution=distribution)
+  density = {r["layer"]: r["density"]
+             for r in itop_tf.sparsity_report(variant.model)}
+  if distribution == "uniform":  # every layer at the target, as TF-MOT
+    assert all(d == pytest.approx(0.25, abs=0.01) for d in density.values())
+  else:  # ERK: the small dense head denser than the conv
+    assert density["fc"] > density["conv"]
+
+
+def test_step_overhead_rounds_alternate_the_variant_order():
+  kinds = ["dense", "tfmot", "itop"]
+  orders = [step_overhead.interleaved(kinds, r) for r in range(4)]
+  assert orders[0] == kinds and orders[1] == kinds[::-1]
+  # Every variant's mean position is the same: a drift within rounds
+  # favours none of them.
+  mean = {k: np.mean([o.index(k) for o in orders]) for k in kinds}
+  assert set(mean.values()) == {1.0}
+  assert kinds == ["dense", "tfmot", "itop"]  # the caller's list untouched
+
+
 def test_end_to_end_run_is_deterministic_and_reports_its_sparsity(tmp_path):
   data = write_fashion_mnist(str(tmp_path / "idx"), n_train=1280, n_test=64)
   fv = parse(end_to_end, "--task=paper", f"--data_dir={data}", "--epochs=11")
