@@ -134,8 +134,7 @@ def define_flags(flag_values=flags.FLAGS):
   flags.register_multi_flags_validator(
       ["frontends", "methods", "models", "repeats", "epochs",
        "steps_per_execution", "train_examples", "official_code", "task"],
-      validate,
-      flag_values=flag_values)
+      validate, flag_values=flag_values)
 
 
 def epochs_of(f):
@@ -326,6 +325,7 @@ def train_official(run, f):
         opt.zero_grad()
         output = model(data)
         loss = F.nll_loss(output, target)
+        # Read back every step, as main.py does: part of its loop's cost.
         train_loss += loss.item()
         pred = output.argmax(dim=1, keepdim=True)
         correct += pred.eq(target.view_as(pred)).sum().item()

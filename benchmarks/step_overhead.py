@@ -150,6 +150,7 @@ def measure_keras3(name, f):
     if kind == "itop":
       model = itop_tf.sparsify(
           model, sparsity=f.sparsity, grow="gradient",
+          distribution=f.distribution,
           schedule=itop_tf.RegrowthSchedule(f.steps, 10**6))
       callbacks.append(itop_tf.ITOPCallback())
     model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
@@ -226,7 +227,8 @@ def summarize_keras3(rounds, interval, intervals):
 
 # The flags a Keras 3 child process measures with.
 _CHILD_FLAGS = ("models", "batch_size", "resnet50_batch_size", "image_size",
-                "sparsity", "steps", "rounds", "update_intervals", "jit")
+                "sparsity", "steps", "rounds", "update_intervals", "jit",
+                "distribution")
 
 
 def child_args(f):

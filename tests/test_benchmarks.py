@@ -110,7 +110,8 @@ def test_step_overhead_keras3_child_times_dense_and_itop(capsys):
 
 def test_step_overhead_children_measure_what_the_parent_was_told():
   fv = parse(step_overhead, "--models=resnet20", "--batch_size=4",
-             "--steps=3", "--rounds=2", "--update_intervals=5,50", "--nojit")
+             "--steps=3", "--rounds=2", "--update_intervals=5,50", "--nojit",
+             "--distribution=uniform")
   args = step_overhead.child_args(fv)
   child = parse(step_overhead, *args)
   for name in step_overhead._CHILD_FLAGS:  # pylint: disable=protected-access
