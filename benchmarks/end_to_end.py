@@ -217,6 +217,31 @@ def weights_digest(model, keras):
   return h.hexdigest()[:12]
 
 
+def torch_data(f):
+  """`load_data` as PyTorch tensors, labels int64: (x, y, x_test, y_test)."""
+  import torch
+  x, y, x_test, y_test = (torch.from_numpy(a) for a in
+                          load_data(f.data_dir, f.train_examples))
+  return x, y.long(), x_test, y_test.long()
+
+
+def torch_sgd(model):
+  """The paper's SGD: Nesterov momentum, coupled weight decay (L2)."""
+  import torch
+  return torch.optim.SGD(model.parameters(), LR, momentum=MOMENTUM,
+                         nesterov=True, weight_decay=L2)
+
+
+def torch_result(run, model, seconds, steps, x_test, y_test, rate=None,
+                 sparsity=0.0):
+  """A PyTorch run's result row: its test accuracy and weights digest."""
+  import torch
+  with torch.no_grad():
+    accuracy = (model(x_test).argmax(1) == y_test).float().mean()
+  return dict(run, seconds=seconds, accuracy=float(accuracy), steps=steps,
+              digest=torch_digest(model), rate=rate, sparsity=sparsity)
+
+
 def train_torch_loop(run, f):
   """The dense LeNet-300-100 in a bare PyTorch loop: the machine's yardstick.
 
@@ -227,18 +252,15 @@ def train_torch_loop(run, f):
   """
   import torch
   epochs = epochs_of(f)
-  x, y, x_test, y_test = (torch.from_numpy(a) for a in
-                          load_data(f.data_dir, f.train_examples))
+  x, y, x_test, y_test = torch_data(f)
   torch.manual_seed(f.seed)
   model = torch.nn.Sequential(
       torch.nn.Flatten(), torch.nn.Linear(784, 300), torch.nn.ReLU(),
       torch.nn.Linear(300, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
-  opt = torch.optim.SGD(model.parameters(), LR, momentum=MOMENTUM,
-                        nesterov=True, weight_decay=L2)
+  opt = torch_sgd(model)
   per_epoch = steps_per_epoch(len(x))
   sched = torch.optim.lr_scheduler.MultiStepLR(
       opt, [epochs * per_epoch // 2, epochs * per_epoch * 3 // 4])
-  y = y.long()
   start = time.perf_counter()
   for _ in range(epochs):
     order = torch.randperm(len(x))
@@ -250,11 +272,7 @@ def train_torch_loop(run, f):
       opt.step()
       sched.step()
   seconds = time.perf_counter() - start
-  with torch.no_grad():
-    accuracy = (model(x_test).argmax(1) == y_test.long()).float().mean()
-  return dict(run, seconds=seconds, accuracy=float(accuracy),
-              steps=epochs * per_epoch, digest=torch_digest(model),
-              rate=None, sparsity=0.0)
+  return torch_result(run, model, seconds, epochs * per_epoch, x_test, y_test)
 
 
 def torch_digest(model):
@@ -292,13 +310,10 @@ def train_official(run, f):
   from sparselearning import core as official_core
   from sparselearning import models as official_models
   method, epochs = run["method"], epochs_of(f)
-  x, y, x_test, y_test = (torch.from_numpy(a) for a in
-                          load_data(f.data_dir, f.train_examples))
-  y, y_test = y.long(), y_test.long()
+  x, y, x_test, y_test = torch_data(f)
   torch.manual_seed(f.seed)
   model = official_models.LeNet_300_100()
-  opt = torch.optim.SGD(model.parameters(), LR, momentum=MOMENTUM,
-                        nesterov=True, weight_decay=L2)
+  opt = torch_sgd(model)
   sched = torch.optim.lr_scheduler.MultiStepLR(
       opt, [epochs // 2, epochs * 3 // 4])  # per epoch, as main.py steps it
   per_epoch = steps_per_epoch(len(x))
@@ -337,17 +352,14 @@ def train_official(run, f):
       sched.step()
   seconds = time.perf_counter() - start
   model.eval()
-  with torch.no_grad():
-    accuracy = (model(x_test).argmax(1) == y_test).float().mean()
   rate, sparsity = None, 0.0
   if mask is not None:
     masks = list(mask.masks.values())
     size = sum(m.numel() for m in masks)
     sparsity = 1 - sum(int((m != 0).sum()) for m in masks) / size
     rate = sum(int((m != 0).sum()) for m in mask.fired_masks.values()) / size
-  return dict(run, seconds=seconds, accuracy=float(accuracy),
-              steps=epochs * per_epoch, digest=torch_digest(model),
-              rate=rate, sparsity=sparsity)
+  return torch_result(run, model, seconds, epochs * per_epoch, x_test, y_test,
+                      rate, sparsity)
 
 
 def train(run, f):
