@@ -1,7 +1,8 @@
 r"""Training-step time of itop_tf against dense Keras and TF-MOT.
 
 For each network, three variants of the same model are compiled with XLA
-(`jit_compile=True`): dense tf_keras, TF-MOT `prune_low_magnitude`
+(`jit_compile=True`; `--nojit` for graph mode, the faster one for ResNet-50
+on a CPU): dense tf_keras, TF-MOT `prune_low_magnitude`
 (ConstantSparsity) and itop_tf RigL-ITOP. They are timed interleaved: every
 round runs --steps steps of each variant in turn (in the reverse order every
 other round), one synthetic batch repeated, each step driven with its
@@ -22,6 +23,7 @@ median of the same run.
   python benchmarks/step_overhead.py
   python benchmarks/step_overhead.py --models=resnet50 --batch_size=64 \
       --image_size=128 --rounds=10
+  python benchmarks/step_overhead.py --models=resnet50 --nojit  # graph-mode steps
 """
 
 import json
