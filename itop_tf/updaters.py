@@ -175,8 +175,8 @@ class TFKerasFrontend:
     wrapper.apply_masks()
 
   def set_rate(self, rate):
-    """Nothing to do: `ExplorationRate` reads the unions itself."""
-    del rate
+    with self.scope():
+      metrics.set_exploration_metrics(self.model, rate)
 
   def exploration_rate(self, sparse_weights):
     return float(metrics.exploration_rate_of(sparse_weights))

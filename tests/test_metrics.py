@@ -117,3 +117,51 @@ def test_callback_writes_the_rate_when_the_train_function_predates_it():
 def test_exploration_rate_metric_needs_itop_layers():
   with pytest.raises(ValueError, match="no itop_tf layers.*itop_tf.sparsify"):
     itop_tf.ExplorationRate(mlp())
+
+
+def test_rate_is_held_between_updates_not_summed_every_step():
+  # A write to the unions that bypasses the update engine must not show in
+  # the metric until Keras resets it: the train step reads the held value.
+  model = sparse_mlp(sparsity=0.8, interval=2)
+  _fit(model, [itop_tf.ITOPCallback()], epochs=1, verbose=0)
+  metric = itop_tf.metrics.exploration_metric(model)
+  held = float(metric.result())
+  assert held == pytest.approx(itop_tf.exploration_rate(model)) and held < 1
+  for _, sw in kernels(model):
+    sw.ever_active.assign(tf.ones_like(sw.ever_active))
+  assert float(metric.result()) == pytest.approx(held)
+  model.reset_metrics()
+  assert float(metric.result()) == pytest.approx(1.0)
+
+
+def test_evaluate_reports_the_rate_of_restored_weights(tmp_path):
+  # The held value is read again when evaluate starts, so weights loaded
+  # after the metric was attached are what it reports.
+  trained = sparse_mlp(sparsity=0.8, interval=2)
+  _fit(trained, [itop_tf.ITOPCallback()], epochs=2, verbose=0)
+  path = str(tmp_path / "ckpt")
+  trained.save_weights(path)
+  fresh = compile_sgd(sparse_mlp(sparsity=0.8, interval=2))
+  start = itop_tf.exploration_rate(fresh)
+  fresh.load_weights(path)
+  assert itop_tf.exploration_rate(fresh) > start + 0.05
+  x, y = toy_data(64)
+  result = fresh.evaluate(x, y, verbose=0, return_dict=True)
+  assert result["itop_rate"] == pytest.approx(
+      itop_tf.exploration_rate(trained))
+
+
+def test_update_sets_every_rate_metric_of_the_model():
+  # One attached by sparsify and one the user compiled in.
+  model = sparse_mlp(sparsity=0.8, interval=2)
+  mine = itop_tf.ExplorationRate(model, name="my_rate")
+  x, y = toy_data()
+  model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy",
+                metrics=[mine])
+  model.fit(x, y, batch_size=32, epochs=1, verbose=0,
+            callbacks=[itop_tf.ITOPCallback()])
+  rate = itop_tf.exploration_rate(model)
+  assert rate > 0.25
+  assert float(mine.result()) == pytest.approx(rate)
+  assert float(itop_tf.metrics.exploration_metric(model).result()) == (
+      pytest.approx(rate))
