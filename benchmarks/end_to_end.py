@@ -409,12 +409,21 @@ def train(run, f):
                             return_dict=True)["accuracy"]
   out = dict(run, seconds=seconds, accuracy=float(accuracy), steps=steps,
              digest=weights_digest(model, keras), rate=None, sparsity=0.0)
-  if method not in ("dense", "tfmot"):
+  if method == "tfmot":
+    out["sparsity"] = tfmot_sparsity(model)
+  elif method != "dense":
     out["rate"] = float(itop_tf.exploration_rate(model))
     report = itop_tf.sparsity_report(model)
     out["sparsity"] = 1 - (sum(r["active"] for r in report) /
                            sum(r["size"] for r in report))
   return out
+
+
+def tfmot_sparsity(model):
+  """Zero fraction of the masks of a TF-MOT `prune_low_magnitude` model."""
+  masks = [mask.numpy() for layer in model.layers
+           for _, mask, _ in getattr(layer, "pruning_vars", ())]
+  return 1 - sum(float(m.sum()) for m in masks) / sum(m.size for m in masks)
 
 
 def child_args(run, f):

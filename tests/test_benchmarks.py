@@ -371,6 +371,18 @@ def test_end_to_end_run_is_deterministic_and_reports_its_sparsity(tmp_path):
   assert first["seconds"] > 0 and 0 <= first["accuracy"] <= 1
 
 
+def test_end_to_end_reports_the_sparsity_tfmot_reached(tmp_path):
+  # TF-MOT's row used to read 0.000: only itop_tf runs were measured.
+  data = write_fashion_mnist(str(tmp_path / "idx"), n_train=1280, n_test=64)
+  fv = parse(end_to_end, "--task=quickstart", f"--data_dir={data}",
+             "--epochs=11")  # 110 steps: TF-MOT prunes at step 100
+  run = {"frontend": "tf_keras", "model": "lenet_300_100",
+         "method": "tfmot", "steps_per_execution": 1}
+  result = end_to_end.train(run, fv)
+  assert result["sparsity"] == pytest.approx(0.9, abs=0.002)
+  assert result["rate"] is None
+
+
 def test_end_to_end_children_run_each_frontend(tmp_path, capsys):
   data = write_fashion_mnist(str(tmp_path / "idx"), n_train=1280, n_test=64)
   fv = parse(end_to_end, "--task=paper", f"--data_dir={data}", "--epochs=11",
