@@ -6,8 +6,9 @@ starts at `1 - sparsity`, never decreases, and kernels that ERK made fully
 dense count as fully explored.
 
 `ExplorationRate` is a Keras metric whose value is R_s, which the update
-engine sets after every update (R_s changes at updates only). `itop_tf.sparsify` attaches one to the model
-it returns (and `ITOPCallback` to a model that lacks one), so `itop_rate` is
+engine sets after every update (R_s changes at updates only).
+`itop_tf.sparsify` attaches one to the model it returns (and `ITOPCallback`
+to a model that lacks one), so `itop_rate` is
 in `model.metrics`: the progress bar shows it as it is (not averaged over
 the epoch), and it is in `History`, in Keras' `TensorBoard` callback
 (`epoch_itop_rate`) and in `model.evaluate`'s results.
