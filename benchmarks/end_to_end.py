@@ -421,8 +421,7 @@ def train(run, f):
 
 def tfmot_sparsity(model):
   """Zero fraction of the masks of a TF-MOT `prune_low_magnitude` model."""
-  masks = [mask.numpy() for layer in model.layers
-           for _, mask, _ in getattr(layer, "pruning_vars", ())]
+  masks = [mask.numpy() for mask in harness.tfmot_masks(model)]
   return 1 - sum(float(m.sum()) for m in masks) / sum(m.size for m in masks)
 
 

@@ -223,3 +223,12 @@ def machine():
   return (f"{device}; {platform.processor() or platform.machine()}; "
           f"TF {tf.__version__}, tf_keras {keras.__version__}, "
           f"TF-MOT {tfmot.__version__ if hasattr(tfmot, '__version__') else '?'}")
+
+
+def tfmot_masks(model):
+  """The mask variables of a TF-MOT `prune_low_magnitude` model, nested too.
+
+  Each has the shape of the kernel it masks.
+  """
+  return [mask for layer in model.submodules
+          for _, mask, _ in getattr(layer, "pruning_vars", ())]

@@ -97,8 +97,8 @@ def sparse_weight_count(variant):
   if variant.kind == "itop":
     return sum(r["size"] for r in itop_tf.sparsity_report(variant.model))
   if variant.kind == "tfmot":
-    return sum(int(np.prod(v.shape)) for layer in variant.model.submodules
-               for v, _, _ in getattr(layer, "pruning_vars", []))
+    return sum(int(np.prod(m.shape))
+               for m in harness.tfmot_masks(variant.model))
   return 0
 
 
