@@ -185,7 +185,9 @@ def update_kernel(mask, weight, union, scores, slots, k, ops,
     dict with "mask", "weight" (grown entries 0, the rest kept), "union",
     "slots" (zero where the weight is not kept), "regrown" (number of newly
     active entries), "threshold" (largest finite magnitude pruned) and
-    "non_finite" (active NaN/Inf weights before the update).
+    "non_finite" (active NaN/Inf weights before the update) and "drifted"
+    (inactive entries that were not 0 before the update: the update zeroes
+    them; see `MaskUpdater.update`).
   """
   new_m, kept, pruned = prune_and_grow(mask, weight, k, scores, ops, rank)
   finite = ops.isfinite(weight)
@@ -199,6 +201,9 @@ def update_kernel(mask, weight, union, scores, slots, k, ops,
       "threshold": ops.max(ops.where(ops.logical_and(pruned, finite),
                                      magnitude, ops.zeros_like(magnitude))),
       "non_finite": ops.count(ops.logical_and(mask, ops.logical_not(finite))),
+      "drifted": ops.count(ops.logical_and(
+          ops.logical_not(mask), ops.logical_not(ops.equal(
+              weight, ops.zeros_like(weight))))),
   }
 
 
@@ -210,12 +215,13 @@ def update_kernels(masks, weights, unions, scores, slots, ks, ops,
   `jax.jit`) into one program per model.
 
   Returns:
-    (masks, weights, unions, slots, regrown, thresholds, non_finite).
+    (masks, weights, unions, slots, regrown, thresholds, non_finite,
+    drifted).
   """
   out = [update_kernel(*args, ops=ops, rank=rank)
          for args in zip(masks, weights, unions, scores, slots, ks)]
   keys = ("mask", "weight", "union", "slots", "regrown", "threshold",
-          "non_finite")
+          "non_finite", "drifted")
   return tuple([o[key] for o in out] for key in keys)
 
 

@@ -51,6 +51,40 @@ def _unwrap(optimizer):
   return optimizer
 
 
+# Optimizers of Keras that move a weight whose gradient and state are 0
+# (Muon orthogonalizes each kernel's whole momentum matrix).
+NOT_ELEMENTWISE = ("Muon",)
+
+
+def is_elementwise(optimizer):
+  """Whether `optimizer` leaves a weight at 0 while its gradient and state are 0.
+
+  Between updates itop_tf masks the gradient of the inactive kernel entries,
+  not the entries themselves (`PruneAndRegrow`): they stay exactly 0 only
+  under such an optimizer. True for the optimizers of Keras and tf_keras
+  (SGD, Adam, AdamW, RMSprop, Lion, Adafactor, ..., with weight decay, EMA
+  and loss scaling), except `NOT_ELEMENTWISE`; False for any other class,
+  which then gets the masked forward pass (`PruneAndRegrow.forward_mask`).
+
+  Args:
+    optimizer: a Keras or tf_keras optimizer, or None.
+
+  Returns:
+    bool.
+
+  Example:
+
+  >>> is_elementwise(keras.optimizers.SGD(0.1, momentum=0.9))
+  True
+  """
+  if optimizer is None:
+    return True
+  cls = type(_unwrap(optimizer))
+  if cls.__name__ in NOT_ELEMENTWISE:
+    return False
+  return (cls.__module__ or "").split(".")[0] in ("keras", "tf_keras")
+
+
 def optimizer_slots(optimizer, variable):
   """The optimizer state variables of `variable` with its shape.
 
@@ -165,6 +199,11 @@ class TFKerasFrontend:
     variable.assign(value)
 
   slots = staticmethod(optimizer_slots)
+
+  @staticmethod
+  def check_optimizer(optimizer, wrappers):
+    """Every tf_keras optimizer works (EMA included)."""
+    del optimizer, wrappers
 
   @staticmethod
   def k(count):
@@ -283,7 +322,8 @@ class MaskUpdater:
 
   Raises:
     ValueError: the model has no wrappers, its wrappers disagree on the
-      schedule.
+      schedule, or (Keras 3) an EMA optimizer Keras cannot run with the
+      dense-gradient capture (`Keras3Frontend.check_optimizer`).
 
   Example:
 
@@ -316,9 +356,21 @@ class MaskUpdater:
     self._sparse = [sw for sw in self.sparse_weights if not sw.is_dense]
     self._groups = core.size_groups([sw.size for sw in self._sparse],
                                     group_entries)
+    self.frontend.check_optimizer(self.optimizer, self.wrappers)
     self.handled_step = None
     self.last_stats = None
     self._armed = None
+    self._set_forward_mask(not is_elementwise(self.optimizer))
+
+  def _set_forward_mask(self, value):
+    """Sets every wrapper's `forward_mask`; retraces a traced train step."""
+    changed = False
+    for w in self.wrappers:
+      if getattr(w, "forward_mask", value) != value:
+        w.forward_mask = value
+        changed = True
+    if changed and getattr(self.model, "train_function", None) is not None:
+      self.model.make_train_function(force=True)
 
   @property
   def step(self):
@@ -429,25 +481,39 @@ class MaskUpdater:
     Returns:
       dict with "step", "prune_fraction", "regrown" ({kernel: count}),
       "non_finite" ({kernel: active non-finite weights before the update},
-      only kernels that had some) and "exploration_rate".
+      only kernels that had some), "drifted" ({kernel: inactive entries that
+      were not 0}, only kernels that had some; the update zeroes them) and
+      "exploration_rate".
     """
     frac = self.schedule.prune_fraction(step)
     stats = {"step": int(step), "prune_fraction": frac, "regrown": {},
-             "non_finite": {}}
+             "non_finite": {}, "drifted": {}}
     if self._sparse and frac > 0:
       self.frontend.sync()
       with self.frontend.scope():
-        regrown, non_finite = self._apply(step, frac)
-      for sw, n, bad in zip(self._sparse, regrown, non_finite):
+        regrown, non_finite, drifted = self._apply(step, frac)
+      for sw, n, bad, moved in zip(self._sparse, regrown, non_finite,
+                                   drifted):
         stats["regrown"][sw.name] = n
         if bad:
           stats["non_finite"][sw.name] = bad
+        if moved:
+          stats["drifted"][sw.name] = moved
     if stats["non_finite"]:
       logging.warning(
           "itop_tf update at step %d: active weights that are NaN or Inf "
           "were pruned first (%s). Training has diverged; "
           "keras.callbacks.TerminateOnNaN stops it.", step,
           ", ".join(f"{k}: {v}" for k, v in stats["non_finite"].items()))
+    if stats["drifted"]:
+      logging.warning(
+          "itop_tf update at step %d: inactive kernel entries were not 0 "
+          "(%s); the update zeroed them. Training masks their gradients, so "
+          "they move only if the optimizer is not elementwise (see "
+          "itop_tf.updaters.is_elementwise), a regularizer or constraint "
+          "moves a zero weight, or something wrote to the kernels: call "
+          "MaskUpdater.initialize() after writing to them.", step,
+          ", ".join(f"{k}: {v}" for k, v in stats["drifted"].items()))
     if self._arms_capture():
       self._set_capture(False)
     stats["exploration_rate"] = self.exploration_rate()
@@ -459,15 +525,17 @@ class MaskUpdater:
     """Updates every sparse kernel, one group (one compiled call) at a time.
 
     Returns:
-      (regrown, non_finite): per-kernel counts, in `self._sparse` order.
+      (regrown, non_finite, drifted): per-kernel counts, in `self._sparse`
+      order.
     """
-    regrown, non_finite = [], []
+    regrown, non_finite, drifted = [], [], []
     for group in self._groups:
-      counts, bad = self._apply_group([self._sparse[i] for i in group],
-                                      step, frac)
+      counts, bad, moved = self._apply_group(
+          [self._sparse[i] for i in group], step, frac)
       regrown += counts
       non_finite += bad
-    return regrown, non_finite
+      drifted += moved
+    return regrown, non_finite, drifted
 
   def _apply_group(self, group, step, frac):
     fe = self.frontend
@@ -485,8 +553,8 @@ class MaskUpdater:
     compute = compiled_update(
         fe, self.jit_compile, self.rank_method,
         _signature(masks, weights, unions, scores, slots))
-    new_m, new_w, new_u, new_s, counts, thresholds, non_finite = compute(
-        masks, weights, unions, scores, slots, ks)
+    (new_m, new_w, new_u, new_s, counts, thresholds, non_finite,
+     drifted) = compute(masks, weights, unions, scores, slots, ks)
     for sw, m, wt, u, s, sv, t in zip(group, new_m, new_w, new_u, new_s,
                                       slot_vars, thresholds):
       fe.assign(sw.mask, m)
@@ -495,7 +563,8 @@ class MaskUpdater:
       fe.assign(sw.threshold, t)
       for var, val in zip(sv, s):
         fe.assign(var, val)
-    return [int(c) for c in counts], [int(c) for c in non_finite]
+    return ([int(c) for c in counts], [int(c) for c in non_finite],
+            [int(c) for c in drifted])
 
   def exploration_rate(self):
     """Global ITOP rate R_s: ever-active weights over all sparse weights."""

@@ -2,10 +2,18 @@
 
 The wrapper keeps, for each sparse kernel of the wrapped layer:
 
-- `mask` (bool): the active connections. The layer sees `where(mask, w, 0)`
-  as its kernel: masking happens in the forward pass, not by assigning to the
-  variable, so no per-step write or cross-replica `merge_call` is needed and the
-  gradient that reaches `w` is already masked.
+- `mask` (bool): the active connections. Inactive kernel entries are
+  exactly 0 in the variable (each update zeroes what it prunes, and the
+  optimizer state with it), and in training the layer sees the kernel through
+  an identity whose gradient is `where(mask, dy, 0)`: the optimizer never
+  moves an inactive entry, with no per-step write or cross-replica
+  `merge_call` and no masked copy of the kernel in the forward pass. Outside
+  training (`evaluate`, `predict`, `model(x)`) the layer sees
+  `where(mask, w, 0)`, so weights written behind the wrapper's back (a dense
+  `model.set_weights`) never reach an inference. An optimizer that moves
+  weights with a zero gradient and zero state (`keras.optimizers.Muon`, or
+  any optimizer outside Keras) gets the masked forward pass in training too
+  (`forward_mask`, set by `MaskUpdater`).
 - `ever_active` (bool): the union of all masks so far (the ITOP exploration).
 - `dense_grad` (only for growth rules that need it: `grow="gradient"` or
   `"momentum"`): the dense gradient of the loss with respect to the masked
@@ -221,13 +229,15 @@ class _Remask:
     self._wrapper.apply_masks()
 
 
-def _capture_gradient(x, grad_var, flag, decay):
-  """Identity on `x` whose backward writes the incoming gradient to grad_var.
+def _masked_gradient(w, mask, grad_var, flag, decay):
+  """Identity on the kernel `w` whose gradient is `where(mask, dy, 0)`.
 
-  With `decay=None` the write happens only while `flag` is True (the step
-  before an update). With a `decay`, every step updates an exponential
-  moving average `v = decay * v + (1 - decay) * g` (SNFS's momentum of the
-  dense gradient).
+  The backward pass also hands the incoming dense gradient `dy` (NaN as 0)
+  to `grad_var` when there is one: with `decay=None` only while `flag` is
+  True (the step before an update), with a `decay` every step as an
+  exponential moving average `v = decay * v + (1 - decay) * dy` (SNFS's
+  momentum of the dense gradient). One custom gradient does both: two
+  nested ones cost LeNet-300-100 about 10% of a step (BENCHMARKS.md).
   """
 
   @tf.custom_gradient
@@ -235,25 +245,27 @@ def _capture_gradient(x, grad_var, flag, decay):
 
     def grad(dy):
       dy = tf.convert_to_tensor(dy)
+      deps = []
+      if grad_var is not None:
 
-      def store():
-        g = tf.cast(dy, grad_var.dtype)
-        g = tf.where(tf.math.is_nan(g), tf.zeros_like(g), g)
+        def store():
+          g = tf.cast(dy, grad_var.dtype)
+          g = tf.where(tf.math.is_nan(g), tf.zeros_like(g), g)
+          if decay is not None:
+            g = decay * tf.convert_to_tensor(grad_var) + (1.0 - decay) * g
+          with tf.control_dependencies([grad_var.assign(g)]):
+            return tf.constant(True)
+
         if decay is not None:
-          g = decay * tf.convert_to_tensor(grad_var) + (1.0 - decay) * g
-        with tf.control_dependencies([grad_var.assign(g)]):
-          return tf.constant(True)
-
-      if decay is not None:
-        done = store()
-      else:
-        done = tf.cond(flag, store, lambda: tf.constant(False))
-      with tf.control_dependencies([done]):
-        return tf.identity(dy)
+          deps.append(store())
+        else:
+          deps.append(tf.cond(flag, store, lambda: tf.constant(False)))
+      with tf.control_dependencies(deps):
+        return tf.where(mask, dy, tf.zeros_like(dy))
 
     return tf.identity(t), grad
 
-  return identity(x)
+  return identity(w)
 
 
 @keras.utils.register_keras_serializable(package="itop_tf")
@@ -317,6 +329,9 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
       kwargs["dtype"] = layer.dtype_policy
     super().__init__(layer, pruning_schedule=schedule, **kwargs)
     self.pruning_obj = _Remask(self)
+    # Masked forward pass in training too; MaskUpdater sets it for an
+    # optimizer that is not elementwise (see the module docstring).
+    self.forward_mask = False
 
   @property
   def schedule(self):
@@ -398,17 +413,24 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
       w = tf.convert_to_tensor(sw.weight)
       sw.weight.assign(tf.where(sw.mask, w, tf.zeros_like(w)))
 
-  def _masked(self, sw):
+  def _masked(self, sw, training):
+    """The kernel the inner layer sees (see the module docstring)."""
     w = tf.convert_to_tensor(sw.weight)
-    w = tf.where(sw.mask, w, tf.zeros_like(w))
+    mask = tf.convert_to_tensor(sw.mask)
+    if not training or self.forward_mask:
+      w = tf.where(mask, w, tf.zeros_like(w))
     w = tf.cast(w, sw.owner.compute_dtype or w.dtype)
-    if sw.dense_grad is not None:
-      w = _capture_gradient(w, sw.dense_grad, self.capture,
+    # Also outside `fit`: a custom loop may take gradients with training=None.
+    return _masked_gradient(w, mask, sw.dense_grad, self.capture,
                             self.growth.gradient_decay)
-    return w
 
   def call(self, inputs, training=None, **kwargs):
-    masked = [(sw, self._masked(sw)) for sw in self.sparse_weights]
+    # Only a Python True (what `fit` passes) trains on the unmasked kernel;
+    # None, False and symbolic values get the masked forward pass.
+    phase = keras.backend.learning_phase() if training is None else training
+    is_training = phase is True or (type(phase) is int and phase == 1)  # pylint: disable=unidiomatic-typecheck
+    masked = [(sw, self._masked(sw, is_training))
+              for sw in self.sparse_weights]
     try:
       for sw, w in masked:
         object.__setattr__(sw.owner, sw.attr, w)

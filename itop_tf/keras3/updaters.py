@@ -112,6 +112,37 @@ class Keras3Frontend:
   slots = staticmethod(optimizer_slots)
 
   @staticmethod
+  def check_optimizer(optimizer, wrappers):
+    """Raises ValueError for an EMA optimizer Keras cannot run here.
+
+    Keras builds no EMA average for the `overwrite_with_gradient` variable
+    that holds the dense gradient (grow="gradient"/"momentum"), then copies
+    averages onto every trainable variable: on TensorFlow at the end of
+    `fit` (and at each `ema_overwrite_frequency`), on JAX at each
+    `ema_overwrite_frequency`. Both fail inside Keras; PyTorch works.
+    """
+    opt = _unwrap(optimizer) if optimizer is not None else None
+    if not getattr(opt, "use_ema", False) or not any(
+        w.growth.needs_dense_gradient for w in wrappers):
+      return
+    backend = keras.backend.backend()
+    if backend == "tensorflow" or (
+        backend == "jax" and opt.ema_overwrite_frequency):
+      grows = sorted({w.grow for w in wrappers
+                      if w.growth.needs_dense_gradient})
+      raise ValueError(
+          f"{type(opt).__name__}(use_ema=True"
+          + (f", ema_overwrite_frequency={opt.ema_overwrite_frequency}"
+             if backend == "jax" else "") +
+          f") cannot train a model with grow={grows[0]!r} on Keras 3's "
+          f"{backend} backend: Keras copies its EMA averages onto every "
+          "trainable variable, and the dense-gradient variable of "
+          "grow='gradient'/'momentum' has none, so the copy fails inside "
+          "Keras. Use use_ema=False, grow='random' (SET)"
+          + (", no ema_overwrite_frequency" if backend == "jax" else "") +
+          " or the PyTorch backend.")
+
+  @staticmethod
   def k(count):
     return keras.ops.convert_to_tensor(count, dtype="int32")
 

@@ -4,8 +4,12 @@ The Keras 3 twin of `itop_tf.PruneAndRegrow` (tf_keras/TF-MOT), with the
 same state per sparse kernel (`core.SparseWeight`):
 
 - `mask` and `ever_active` (bool, non-trainable): the active connections and
-  their union. The inner layer sees `where(mask, w, 0)` as its kernel, so the
-  gradient reaching `w` is masked and no step writes to the kernel.
+  their union. Inactive kernel entries are exactly 0 in the variable, and in
+  training the inner layer sees the kernel through an identity whose
+  gradient is `where(mask, dy, 0)`: no step writes to the kernel and no
+  masked copy is made. Outside training it sees `where(mask, w, 0)`; with
+  `forward_mask` (set by `MaskUpdater` for an optimizer that is not
+  elementwise, e.g. `keras.optimizers.Muon`) in training too.
 - `dense_grad` (only for grow="gradient"/"momentum"): a variable made with
   `overwrite_with_gradient=True`. The masked kernel goes through a
   `keras.ops.custom_gradient` identity that hands its incoming (dense)
@@ -127,14 +131,29 @@ def exact_count_mask(shape, count, seed):
   return flat.reshape(shape)
 
 
-def _capture_gradient(x, grad_var, decay):
-  """Identity on `x` whose gradient also becomes `grad_var`'s "gradient".
+def _masked_gradient(x, mask, grad_var, decay):
+  """Identity on the kernel `x` whose gradient is `where(mask, dy, 0)`.
 
-  `grad_var` is an `overwrite_with_gradient` variable, so the optimizer
-  stores that gradient in it: the dense gradient of the masked kernel (NaN
-  replaced by 0), or with a `decay` its moving average.
+  With a `grad_var` (an `overwrite_with_gradient` variable) the incoming
+  dense gradient (NaN as 0), or with a `decay` its moving average, also
+  becomes `grad_var`'s "gradient", which the optimizer stores in it. One
+  custom gradient does both (two nested ones cost more, BENCHMARKS.md).
   """
   ops = keras.ops
+
+  if grad_var is None:
+
+    @ops.custom_gradient
+    def masked(t):
+
+      def grad(*args, upstream=None):
+        if upstream is None:
+          (upstream,) = args
+        return ops.where(mask, upstream, ops.zeros_like(upstream))
+
+      return ops.copy(t), grad
+
+    return masked(x)
 
   @ops.custom_gradient
   def identity(t, g):
@@ -146,7 +165,7 @@ def _capture_gradient(x, grad_var, decay):
       d = ops.where(ops.isnan(d), ops.zeros_like(d), d)
       if decay is not None:
         d = decay * g + (1.0 - decay) * d
-      return upstream, d
+      return ops.where(mask, upstream, ops.zeros_like(upstream)), d
 
     return ops.copy(t), grad
 
@@ -201,6 +220,9 @@ class PruneAndRegrow(keras.layers.Wrapper):
       kwargs["dtype"] = layer.dtype_policy
     super().__init__(layer, **kwargs)
     self.sparse_weights = []
+    # Masked forward pass in training too; MaskUpdater sets it for an
+    # optimizer that is not elementwise (see the module docstring).
+    self.forward_mask = False
 
   def growth_seed(self):
     """The layer's seed for random growth (a Python int)."""
@@ -249,18 +271,24 @@ class PruneAndRegrow(keras.layers.Wrapper):
       mask = ops.convert_to_tensor(sw.mask)
       sw.weight.assign(ops.where(mask, w, ops.zeros_like(w)))
 
-  def _masked(self, sw):
+  def _masked(self, sw, training):
+    """The kernel the inner layer sees (see the module docstring)."""
     ops = keras.ops
     w = ops.convert_to_tensor(sw.weight)
-    w = ops.where(ops.convert_to_tensor(sw.mask), w, ops.zeros_like(w))
+    mask = ops.convert_to_tensor(sw.mask)
+    if not training or self.forward_mask:
+      w = ops.where(mask, w, ops.zeros_like(w))
     w = ops.cast(w, self.layer.compute_dtype)
-    if sw.dense_grad is not None:
-      w = _capture_gradient(w, ops.convert_to_tensor(sw.dense_grad),
-                            self.growth.gradient_decay)
-    return w
+    # Also outside `fit`: a custom loop may take gradients with training=None.
+    return _masked_gradient(
+        w, mask,
+        None if sw.dense_grad is None else ops.convert_to_tensor(
+            sw.dense_grad), self.growth.gradient_decay)
 
-  def call(self, inputs, *args, **kwargs):
-    masked = [(sw, self._masked(sw)) for sw in self.sparse_weights]
+  def call(self, inputs, *args, training=None, **kwargs):
+    # The inner layer inherits `training` from the call context.
+    masked = [(sw, self._masked(sw, training is True))
+              for sw in self.sparse_weights]
     try:
       for sw, w in masked:
         object.__setattr__(sw.owner, sw.attr, w)
