@@ -107,7 +107,7 @@ class Variant:
 def make_variant(kind, build: Callable[[], keras.Model], sparsity=0.9,
                  update_interval=100, grow="gradient", jit_compile=True,
                  total_steps=10**6, seed=0, update_jit_compile=True,
-                 rank_method="threshold",
+                 rank_method="auto",
                  group_entries=itop_tf.updaters.GROUP_ENTRIES,
                  distribution="erk"):
   """Builds, sparsifies (per `kind`) and compiles a fresh model.

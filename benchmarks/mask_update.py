@@ -4,11 +4,12 @@ For MLPs of 1024-wide Dense layers with about --params million weights, and
 for the real ResNet-50, this times `itop_tf.MaskUpdater.update` (the update
 `ITOPCallback` runs every Delta T steps: rank, prune, grow, zero the grown
 weights and their momentum, update the union, count R_s) with XLA on and off,
-for each rank method of --rank_methods ("threshold", the default, against
-"sort", the full sort it replaced), and one training step of the same sparse
-model (XLA-compiled). It prints the ratio of the default update
-(`jit_compile="auto"` for the model's size, threshold) to one step, and of each threshold update
-to the sort update in the same mode.
+for each rank method of --rank_methods ("threshold" against "sort", the full
+sort it replaced, and "topk", graph mode only), and one training step of the
+same sparse model (XLA-compiled). It prints the ratio of the default update
+(`jit_compile="auto"` for the model's size, `rank_method="auto"` for that
+mode) to one step, and of each update of the first method to the second's in
+the same mode.
 
   python benchmarks/mask_update.py
   python benchmarks/mask_update.py --params=1,5 --noresnet50 --repeats=10
@@ -82,7 +83,7 @@ def mlp(millions):
   return build
 
 
-def time_updates(model, jit_compile, repeats, rank_method="threshold"):
+def time_updates(model, jit_compile, repeats, rank_method="auto"):
   """Median seconds of `MaskUpdater.update` over `repeats` calls."""
   updater = itop_tf.MaskUpdater(model, jit_compile=jit_compile,
                                 rank_method=rank_method)
@@ -111,14 +112,23 @@ def measure(name, build, batch, f):
          "step_s": step}
   for method in f.rank_methods:
     for mode, jit in (("xla", True), ("graph", False)):
-      row[f"update_{method}_{mode}_s"] = time_updates(model, jit, f.repeats,
+      # "topk" takes its k at run time: not under XLA (None: not timed).
+      row[f"update_{method}_{mode}_s"] = None if (
+          method == "topk" and jit) else time_updates(model, jit, f.repeats,
                                                       method)
-  default = "xla" if itop_tf.updaters.resolve_jit_compile(
-      "auto", "tensorflow", weights) else "graph"
-  first = f.rank_methods[0]
-  row["default_mode"] = default
-  row["update_over_step"] = row[f"update_{first}_{default}_s"] / step
+  jit = itop_tf.updaters.resolve_jit_compile("auto", "tensorflow", weights)
+  default = "xla" if jit else "graph"
+  method = itop_tf.updaters.resolve_rank_method("auto", itop_tf.array_ops.TF,
+                                                jit)
+  if method not in f.rank_methods:
+    method = f.rank_methods[0]
+  row["default_mode"], row["default_method"] = default, method
+  row["update_over_step"] = row[f"update_{method}_{default}_s"] / step
   return row
+
+
+def _ms(seconds):
+  return "n/a" if seconds is None else f"{1e3 * seconds:.1f}"
 
 
 def format_rows(rows, methods):
@@ -133,8 +143,7 @@ def format_rows(rows, methods):
            f"default update / step{extra} |",
            "|---" * (4 + len(cols) + (2 if ratio else 0)) + "|"]
   for r in rows:
-    times = " | ".join(f"{1e3 * r[f'update_{m}_{mode}_s']:.1f}"
-                       for m, mode in cols)
+    times = " | ".join(_ms(r[f"update_{m}_{mode}_s"]) for m, mode in cols)
     line = (f"| {r['model']} | {r['sparse_weights'] / 1e6:.2f}M | {times} | "
             f"{1e3 * r['step_s']:.1f} ({r['batch']}) | "
             f"{r['update_over_step']:.3f}")
@@ -142,7 +151,7 @@ def format_rows(rows, methods):
       for mode in ("xla", "graph"):
         new = r[f"update_{methods[0]}_{mode}_s"]
         old = r[f"update_{methods[1]}_{mode}_s"]
-        line += f" | {new / old:.2f}x"
+        line += " | n/a" if None in (new, old) else f" | {new / old:.2f}x"
     lines.append(line + " |")
   return "\n".join(lines)
 

@@ -84,6 +84,18 @@ class _TensorFlowOps:
   def cumsum(self, x):
     return self.tf.cumsum(x)
 
+  # `top_k_mask` takes a `k` known only when the program runs (not under XLA).
+  dynamic_top_k = True
+
+  def top_k_mask(self, x, k):
+    """Bool mask of the `k` largest entries of 1-D `x`; ties: lower index."""
+    tf = self.tf
+    n = tf.size(x)
+    k = tf.minimum(tf.cast(k, tf.int32), n)
+    indices = tf.math.top_k(x, k=k, sorted=True).indices
+    return tf.scatter_nd(indices[:, None], tf.ones_like(indices, tf.bool),
+                         tf.expand_dims(n, 0))
+
   def int32(self, value):
     return self.tf.constant(value, self.tf.int32)
 
@@ -130,6 +142,12 @@ class _KerasOps:
     import keras  # pylint: disable=g-import-not-at-top
     self.ops = keras.ops
     self.name = keras.backend.backend()
+    # Keras 3 tensors are TensorFlow tensors on that backend.
+    self.dynamic_top_k = self.name == "tensorflow"
+
+  def top_k_mask(self, x, k):
+    """`_TensorFlowOps.top_k_mask` (TensorFlow backend only)."""
+    return TF.top_k_mask(x, k)
 
   def __getattr__(self, name):
     # cast, reshape, where, isnan, isfinite, abs, clip, zeros_like, less,

@@ -38,8 +38,9 @@ class ITOPCallback(keras.callbacks.Callback):
       `itop_regrown/<layer>` (regrown in the last update) in the epoch logs,
       and so in `History`. Off by default: it floods the progress bar of
       large models.
-    rank_method: "threshold" (default) or "sort": how the update ranks
-      each kernel's entries (`itop_tf.MaskUpdater`; the same masks).
+    rank_method: "auto" (default), "threshold", "topk" or "sort": how the
+      update ranks each kernel's entries (`itop_tf.MaskUpdater`; the same
+      masks).
     group_entries: the update runs over groups of kernels of at most this
       many entries, one compiled call each (`itop_tf.MaskUpdater`).
 
@@ -54,7 +55,7 @@ class ITOPCallback(keras.callbacks.Callback):
   """
 
   def __init__(self, log_dir=None, jit_compile="auto", per_layer_logs=False,
-               rank_method="threshold",
+               rank_method="auto",
                group_entries=updaters.GROUP_ENTRIES):
     super().__init__()
     if jit_compile not in updaters.JIT_CHOICES:

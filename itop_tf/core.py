@@ -33,7 +33,9 @@ MAX = float(np.finfo(np.float32).max)
 LOWEST = float(np.nextafter(np.float32(-MAX), np.float32(0)))
 
 
-RANK_METHODS = ("threshold", "sort")
+RANK_METHODS = ("threshold", "sort", "topk")
+# The methods that compile to one program for every k (XLA, `jax.jit`).
+COMPILED_RANK_METHODS = ("threshold", "sort")
 INT32_MIN = -2**31
 
 
@@ -56,6 +58,11 @@ def rank_select(scores, candidates, k, ops, method="threshold"):
   - "sort": a stable descending sort of all entries, then each entry's rank
     compared with `k`; the first implementation, several times slower and
     with sort buffers on top (BENCHMARKS.md), kept as the reference.
+  - "topk": `tf.math.top_k` with the run-time `k` (ties to the lower index),
+    TensorFlow without XLA only (`ops.dynamic_top_k`): a graph-mode
+    `tf.while_loop` pays a fixed cost per pass that the threshold search's
+    32 passes add up, so on small and mid-size kernels this is 2-5x faster
+    there (BENCHMARKS.md).
 
   Args:
     scores: 1-D float tensor.
@@ -69,7 +76,7 @@ def rank_select(scores, candidates, k, ops, method="threshold"):
     1-D bool tensor, True at exactly `min(k, sum(candidates))` candidates.
 
   Raises:
-    ValueError: an unknown `method`.
+    ValueError: an unknown `method`, or "topk" where `k` must be static.
   """
   s = ops.cast(scores, "float32")
   s = ops.where(ops.isnan(s), ops.full_like(s, -MAX),
@@ -82,10 +89,16 @@ def rank_select(scores, candidates, k, ops, method="threshold"):
     order = ops.descending_order(key)
     rank = ops.scatter_1d(order, ops.arange(n), n)
     return ops.logical_and(ops.less(rank, k), candidates)
-  if method != "threshold":
+  if method not in ("threshold", "topk"):
     raise ValueError(f"method must be one of {RANK_METHODS}, got {method!r}.")
   key = ops.float_order_key(s)
   key = ops.where(candidates, key, ops.full_like(key, INT32_MIN))
+  if method == "topk":
+    if not getattr(ops, "dynamic_top_k", False):
+      raise ValueError(
+          f"method 'topk' needs TensorFlow, got the {ops.name!r} backend; "
+          f"use one of {COMPILED_RANK_METHODS}.")
+    return ops.logical_and(ops.top_k_mask(key, k), candidates)
   t = kth_largest_key(key, k, ops)
   above = ops.greater(key, t)
   ties = ops.equal(key, t)

@@ -1,10 +1,11 @@
-"""`core.rank_select` on TensorFlow: both methods give numpy's answer.
+"""`core.rank_select` on TensorFlow: every method gives numpy's answer.
 
 The "threshold" method (radix search on the float bits) replaced the full
-sort; "sort" stays as the reference. Both must select exactly the first `k`
-candidates of (score descending, index ascending) for every case of
-tests/rank_cases.py, eagerly, in graph mode and under XLA with one compiled
-program for every k.
+sort; "sort" stays as the reference; "topk" (`tf.math.top_k` with a run-time
+k) is the graph-mode one. Each must select exactly the first `k` candidates
+of (score descending, index ascending) for every case of
+tests/rank_cases.py, eagerly, in graph mode and (threshold, sort) under XLA
+with one compiled program for every k.
 """
 
 import numpy as np
@@ -26,8 +27,11 @@ def _select(method, compiled=None):
   return tf.function(fn, jit_compile=compiled)
 
 
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+MODES = [(m, mode) for m in METHODS for mode in ("eager", "graph", "xla")
+         if m in core.COMPILED_RANK_METHODS or mode != "xla"]
+
+
+@pytest.mark.parametrize("method,mode", MODES)
 def test_rank_select_matches_numpy_for_every_case(method, mode):
   select = _select(method, {"eager": None, "graph": False, "xla": True}[mode])
   checked = 0
@@ -42,7 +46,7 @@ def test_rank_select_matches_numpy_for_every_case(method, mode):
   assert checked > 150
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", core.COMPILED_RANK_METHODS)
 def test_rank_select_is_one_xla_program_for_every_k(method):
   select = _select(method, compiled=True)
   rng = np.random.default_rng(3)
@@ -53,19 +57,34 @@ def test_rank_select_is_one_xla_program_for_every_k(method):
   assert select.experimental_get_tracing_count() == 1
 
 
-def test_threshold_and_sort_agree_on_a_large_kernel():
+def test_every_method_agrees_on_a_large_kernel():
   # 3x3x256x256, half the scores on a few values: many ties at the k-th.
   rng = np.random.default_rng(4)
   n = 3 * 3 * 256 * 256
   s = rng.standard_normal(n).astype(np.float32)
   s[::2] = np.round(s[::2])
   c = rng.random(n) < 0.2
-  for k in (0, 1, 777, int(c.sum()) - 1, int(c.sum())):
+  for k in (0, 1, 777, int(c.sum()) - 1, int(c.sum()), n):
     args = (tf.constant(s), tf.constant(c), tf.constant(k, tf.int32))
     a = _select("threshold", compiled=True)(*args).numpy()
     b = _select("sort")(*args).numpy()
+    t = _select("topk", compiled=False)(*args).numpy()
     np.testing.assert_array_equal(a, b)
-    assert a.sum() == k
+    np.testing.assert_array_equal(t, b)
+    assert a.sum() == min(k, c.sum())
+
+
+def test_topk_refuses_a_backend_without_dynamic_k():
+  class NoTopK:  # the namespace of a backend whose top_k needs a static k
+    name = "jax"
+    dynamic_top_k = False
+
+    def __getattr__(self, attr):
+      return getattr(array_ops.TF, attr)
+
+  with pytest.raises(ValueError, match="'topk' needs TensorFlow"):
+    core.rank_select(tf.constant([1.0, 2.0]), tf.constant([True, True]), 1,
+                     NoTopK(), "topk")
 
 
 @pytest.mark.parametrize("keys", [

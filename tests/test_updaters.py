@@ -464,11 +464,23 @@ def test_group_by_group_update_equals_one_call(jit_compile):
 
 
 @pytest.mark.parametrize("grow", ["random", "gradient"])
-def test_threshold_rank_updates_as_the_sort_did(grow):
+@pytest.mark.parametrize("rank", ["threshold", "topk"])
+def test_threshold_and_topk_ranks_update_as_the_sort_did(rank, grow):
   _, want = _one_update("sort", 10**9, False, grow)
-  _, got = _one_update("threshold", 10**9, False, grow)
+  _, got = _one_update(rank, 10**9, False, grow)
   for a, b in zip(got, want):
     np.testing.assert_array_equal(a, b)
+
+
+def test_auto_rank_is_topk_in_graph_mode_and_threshold_under_xla():
+  model = compile_sgd(sparse_mlp())
+  assert itop_tf.MaskUpdater(model, jit_compile=False).rank_method == "topk"
+  assert itop_tf.MaskUpdater(model, jit_compile=True).rank_method == (
+      "threshold")
+  assert itop_tf.ITOPCallback().rank_method == "auto"
+  with pytest.raises(ValueError, match="'topk' needs an update on "
+                     "TensorFlow without XLA"):
+    itop_tf.MaskUpdater(model, jit_compile=True, rank_method="topk")
 
 
 def test_bad_rank_method_or_group_size_is_a_value_error():
