@@ -57,7 +57,7 @@ NOT_ELEMENTWISE = ("Muon",)
 
 
 def is_elementwise(optimizer):
-  """Whether `optimizer` leaves a weight at 0 while its gradient and state are 0.
+  """Whether `optimizer` leaves a weight with zero gradient and state at 0.
 
   Between updates itop_tf masks the gradient of the inactive kernel entries,
   not the entries themselves (`PruneAndRegrow`): they stay exactly 0 only
@@ -524,12 +524,14 @@ class MaskUpdater:
       dict with "step", "prune_fraction", "regrown" ({kernel: count}),
       "non_finite" ({kernel: active non-finite weights before the update},
       only kernels that had some), "drifted" ({kernel: inactive entries that
-      were not 0}, only kernels that had some; the update zeroes them) and
-      "exploration_rate".
+      were not 0}, only kernels that had some; the update zeroes them, and
+      warns unless the wrapper has `forward_mask`, where the optimizer is
+      known to move them) and "exploration_rate".
     """
     frac = self.schedule.prune_fraction(step)
     stats = {"step": int(step), "prune_fraction": frac, "regrown": {},
              "non_finite": {}, "drifted": {}}
+    unexpected = {}  # drift where only gradients are masked
     if self._sparse and frac > 0:
       self.frontend.sync()
       with self.frontend.scope():
@@ -541,13 +543,15 @@ class MaskUpdater:
           stats["non_finite"][sw.name] = bad
         if moved:
           stats["drifted"][sw.name] = moved
+          if not getattr(sw.wrapper, "forward_mask", False):
+            unexpected[sw.name] = moved
     if stats["non_finite"]:
       logging.warning(
           "itop_tf update at step %d: active weights that are NaN or Inf "
           "were pruned first (%s). Training has diverged; "
           "keras.callbacks.TerminateOnNaN stops it.", step,
           ", ".join(f"{k}: {v}" for k, v in stats["non_finite"].items()))
-    if stats["drifted"]:
+    if unexpected:  # expected under a non-elementwise optimizer (Muon)
       logging.warning(
           "itop_tf update at step %d: inactive kernel entries were not 0 "
           "(%s); the update zeroed them. Training masks their gradients, so "
@@ -555,7 +559,7 @@ class MaskUpdater:
           "itop_tf.updaters.is_elementwise), a regularizer or constraint "
           "moves a zero weight, or something wrote to the kernels: call "
           "MaskUpdater.initialize() after writing to them.", step,
-          ", ".join(f"{k}: {v}" for k, v in stats["drifted"].items()))
+          ", ".join(f"{k}: {v}" for k, v in unexpected.items()))
     if self._arms_capture():
       self._set_capture(False)
     stats["exploration_rate"] = self.exploration_rate()

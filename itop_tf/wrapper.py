@@ -428,7 +428,8 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     # Only a Python True (what `fit` passes) trains on the unmasked kernel;
     # None, False and symbolic values get the masked forward pass.
     phase = keras.backend.learning_phase() if training is None else training
-    is_training = phase is True or (type(phase) is int and phase == 1)  # pylint: disable=unidiomatic-typecheck
+    # pylint: disable-next=unidiomatic-typecheck
+    is_training = phase is True or (type(phase) is int and phase == 1)
     masked = [(sw, self._masked(sw, is_training))
               for sw in self.sparse_weights]
     try:
