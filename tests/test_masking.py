@@ -122,6 +122,25 @@ def test_gradient_reaches_only_active_entries():
     assert (g[~m] == 0).all() and np.abs(g[m]).sum() > 0
 
 
+def test_custom_loop_without_training_flag_masks_and_captures_gradients():
+  # model(x) with training=None: masked forward, masked gradient, and RigL's
+  # dense gradient still captured when the updater has armed the capture.
+  model = sparse_mlp(sparsity=0.8, grow="gradient")
+  x, y = toy_data(n=32)
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  pairs = kernels(model)
+  for w, _ in pairs:
+    w.capture.assign(True)
+  with tf.GradientTape() as tape:
+    loss = loss_fn(y, model(x))
+  grads = tape.gradient(loss, [sw.weight for _, sw in pairs])
+  for (_, sw), g in zip(pairs, grads):
+    g, m, dense = g.numpy(), sw.mask.numpy(), sw.dense_grad.numpy()
+    assert (g[~m] == 0).all() and np.abs(g[m]).sum() > 0
+    assert np.abs(dense[~m]).sum() > 0  # the dense gradient, not masked
+    np.testing.assert_allclose(dense[m], g[m], rtol=1e-6)
+
+
 class _DriftingSGD(keras.optimizers.SGD):
   """SGD that also moves every weight by 1e-3 a step, zero gradient or not."""
 
