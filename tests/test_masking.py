@@ -14,6 +14,7 @@ import tf_keras as keras
 import itop_tf
 from itop_tf import updaters
 from conftest import kernels, mlp, sparse_mlp, toy_data
+import optimizer_cases
 
 
 def _l2_mlp():
@@ -27,18 +28,7 @@ def _l2_mlp():
   return keras.Sequential.from_config(config)
 
 
-OPTIMIZERS = {
-    "sgd_nesterov": lambda: keras.optimizers.SGD(0.1, momentum=0.9,
-                                                 nesterov=True),
-    "adam_ema_overwrite": lambda: keras.optimizers.Adam(
-        1e-2, use_ema=True, ema_overwrite_frequency=2),
-    "adamw": lambda: keras.optimizers.AdamW(1e-2, weight_decay=0.05),
-    "rmsprop_momentum": lambda: keras.optimizers.RMSprop(1e-3, momentum=0.9),
-    "nadam": lambda: keras.optimizers.Nadam(1e-2),
-    "lion": lambda: keras.optimizers.Lion(1e-3),
-    "adafactor": lambda: keras.optimizers.Adafactor(0.1),
-    "legacy_adam": lambda: keras.optimizers.legacy.Adam(1e-2),
-}
+OPTIMIZERS = optimizer_cases.optimizers(keras, tf_keras=True)
 
 
 class _InactiveProbe(keras.callbacks.Callback):

@@ -13,18 +13,10 @@ import itop_tf
 from itop_tf.keras3 import updaters as k3updaters
 from itop_tf import updaters
 import k3util
+import optimizer_cases
 from k3util import value
 
-OPTIMIZERS = {
-    "sgd_nesterov": lambda: keras.optimizers.SGD(0.1, momentum=0.9,
-                                                 nesterov=True),
-    "adam_ema_overwrite": lambda: keras.optimizers.Adam(
-        1e-2, use_ema=True, ema_overwrite_frequency=2),
-    "adamw": lambda: keras.optimizers.AdamW(1e-2, weight_decay=0.05),
-    "rmsprop_momentum": lambda: keras.optimizers.RMSprop(1e-3, momentum=0.9),
-    "lion": lambda: keras.optimizers.Lion(1e-3),
-    "adafactor": lambda: keras.optimizers.Adafactor(0.1),
-}
+OPTIMIZERS = optimizer_cases.optimizers(keras)
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
