@@ -236,8 +236,9 @@ def _masked_gradient(w, mask, grad_var, flag, decay):
   to `grad_var` when there is one: with `decay=None` only while `flag` is
   True (the step before an update), with a `decay` every step as an
   exponential moving average `v = decay * v + (1 - decay) * dy` (SNFS's
-  momentum of the dense gradient). One custom gradient does both: two
-  nested ones cost LeNet-300-100 about 10% of a step (BENCHMARKS.md).
+  momentum of the dense gradient). One custom gradient does both: on
+  LeNet-300-100 two nested ones cost about as much as a forward `where`
+  (BENCHMARKS.md).
   """
 
   @tf.custom_gradient
