@@ -33,7 +33,8 @@ class ITOPCallback(keras.callbacks.Callback):
     log_dir: directory for TensorBoard summaries; None writes none.
     jit_compile: compile the update: True, False or "auto" (default): XLA
       on TensorFlow (on a CPU only from 5M sparse weights, graph mode
-      below), `jax.jit` on JAX, eager on PyTorch.
+      below), `jax.jit` on JAX (on a CPU only from 5M sparse weights,
+      NumPy on the host below), eager on PyTorch.
     per_layer_logs: also put `itop_rate/<layer>`, `itop_density/<layer>` and
       `itop_regrown/<layer>` (regrown in the last update) in the epoch logs,
       and so in `History`. Off by default: it floods the progress bar of

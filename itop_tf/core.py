@@ -54,7 +54,9 @@ def rank_select(scores, candidates, k, ops, method="threshold"):
   - "threshold" (default): finds the k-th best score by a radix search on
     its float bits (32 counting passes over the kernel, each fused into one
     reduction under XLA), takes every score above it and the lowest-index
-    ties at it. It holds two int32 arrays of the kernel's size.
+    ties at it. It holds two int32 arrays of the kernel's size. A namespace
+    with a `kth_largest(key, k)` (NumPy: one partition) finds the same
+    value with it instead of the search.
   - "sort": a stable descending sort of all entries, then each entry's rank
     compared with `k`; the first implementation, several times slower and
     with sort buffers on top (BENCHMARKS.md), kept as the reference.
@@ -99,7 +101,9 @@ def rank_select(scores, candidates, k, ops, method="threshold"):
           f"method 'topk' needs TensorFlow, got the {ops.name!r} backend; "
           f"use one of {COMPILED_RANK_METHODS}.")
     return ops.logical_and(ops.top_k_mask(key, k), candidates)
-  t = kth_largest_key(key, k, ops)
+  # A namespace may find the same value its own way (NumPy: a partition).
+  kth = getattr(ops, "kth_largest", None)
+  t = kth(key, k) if kth is not None else kth_largest_key(key, k, ops)
   above = ops.greater(key, t)
   ties = ops.equal(key, t)
   # The first `k - count(above)` ties, by index.

@@ -149,7 +149,7 @@ def compiled_update(frontend, jit_compile, rank, signature):
   key = (type(frontend).__name__, bool(jit_compile), rank, signature)
   fn = _COMPILED.get(key)
   if fn is None:
-    ops = frontend.ops
+    ops = frontend.update_ops(bool(jit_compile))
 
     def update(masks, weights, unions, scores, slots, ks):
       return core.update_kernels(masks, weights, unions, scores, slots, ks,
@@ -182,6 +182,11 @@ class TFKerasFrontend:
     converting it cost 0.9 s of the first update's 1.4 s on LeNet-300-100.
     """
     return tf.function(fn, jit_compile=jit_compile, autograph=False)
+
+  def update_ops(self, jit_compile):
+    """The namespace the update runs in: TensorFlow, compiled or not."""
+    del jit_compile
+    return self.ops
 
   def sparse_weights(self):
     return wrapper_lib.sparse_weights(self.model)
@@ -242,8 +247,12 @@ def resolve_jit_compile(jit_compile, backend="tensorflow", num_weights=None):
     1.67 s), but compiling it costs seconds (LeNet-300-100: a first update
     of 4.6 s against 0.84 s traced; then 0.03 against 0.07 s), which a small
     model does not win back over a run's updates.
-  - JAX: `jax.jit` (its only compiled mode). PyTorch: eager
-    (`torch.compile` took minutes for small models).
+  - JAX: `jax.jit`, on a CPU only from `CPU_XLA_MIN_WEIGHTS` sparse
+    weights; below, the update runs in NumPy on the host. Compiling it
+    costs 1.1-1.9 s, and saves little per update there (LeNet-300-100:
+    11-17 ms an update either way; 5.8M weights: 0.22 s with `jax.jit`
+    against 0.27 s in NumPy). PyTorch: eager (`torch.compile` took minutes
+    for small models).
 
   Args:
     jit_compile: True, False or "auto".
@@ -269,11 +278,13 @@ def resolve_jit_compile(jit_compile, backend="tensorflow", num_weights=None):
     raise ValueError(f"jit_compile must be one of {JIT_CHOICES}, got "
                      f"{jit_compile!r}.")
   if backend == "jax":
-    return True
-  if backend != "tensorflow":
+    import jax  # pylint: disable=g-import-not-at-top
+    if jax.default_backend() != "cpu":
+      return True
+  elif backend != "tensorflow":
     return False
-  if (tf.config.list_logical_devices("GPU") or
-      tf.config.list_logical_devices("TPU")):
+  elif (tf.config.list_logical_devices("GPU") or
+        tf.config.list_logical_devices("TPU")):
     return True
   return num_weights is None or num_weights >= CPU_XLA_MIN_WEIGHTS
 
@@ -341,7 +352,8 @@ class MaskUpdater:
   `itop_tf.PruneAndRegrow` layers, on a Keras 3 model (TensorFlow, JAX or
   PyTorch backend) `itop_tf.keras3.PruneAndRegrow` layers. The update itself
   is `core.update_kernels`, compiled once per model: XLA through
-  `tf.function` on TensorFlow, `jax.jit` on JAX (eager on PyTorch).
+  `tf.function` on TensorFlow, `jax.jit` on JAX (eager on PyTorch; NumPy
+  where a small model's update on a JAX CPU is not compiled).
 
   Args:
     model: a model containing itop_tf wrappers (from `itop_tf.sparsify`, or
@@ -350,7 +362,9 @@ class MaskUpdater:
       defaults to `model.optimizer`.
     jit_compile: compile the update: True, False or "auto" (default): XLA
       on TensorFlow (on a CPU only from 5M sparse weights, graph mode
-      below), `jax.jit` on JAX, eager on PyTorch (see `resolve_jit_compile`).
+      below), `jax.jit` on JAX (on a CPU only from 5M sparse weights, NumPy
+      on the host below: False on JAX means NumPy), eager on PyTorch (see
+      `resolve_jit_compile`).
     rank_method: how each kernel finds its `k` entries to prune and grow
       (`core.rank_select`; every method gives the same masks): "auto"
       (default: "topk" where the update runs on TensorFlow in graph mode,

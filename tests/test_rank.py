@@ -47,6 +47,19 @@ def test_rank_select_matches_numpy_for_every_case(method, mode):
 
 
 @pytest.mark.parametrize("method", core.COMPILED_RANK_METHODS)
+def test_numpy_namespace_selects_what_numpy_expects_for_every_case(method):
+  # The update of small models on a JAX CPU runs on array_ops.NUMPY.
+  checked = 0
+  for name, s, c, ks in rank_cases.cases():
+    for k in ks:
+      got = core.rank_select(s, c, np.int32(k), array_ops.NUMPY, method)
+      np.testing.assert_array_equal(got, rank_cases.expected(s, c, k),
+                                    err_msg=f"{name} k={k}")
+      checked += 1
+  assert checked > 150
+
+
+@pytest.mark.parametrize("method", core.COMPILED_RANK_METHODS)
 def test_rank_select_is_one_xla_program_for_every_k(method):
   select = _select(method, compiled=True)
   rng = np.random.default_rng(3)
@@ -69,8 +82,10 @@ def test_every_method_agrees_on_a_large_kernel():
     a = _select("threshold", compiled=True)(*args).numpy()
     b = _select("sort")(*args).numpy()
     t = _select("topk", compiled=False)(*args).numpy()
+    n_ = core.rank_select(s, c, np.int32(k), array_ops.NUMPY)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(t, b)
+    np.testing.assert_array_equal(n_, b)
     assert a.sum() == min(k, c.sum())
 
 
@@ -103,6 +118,32 @@ def test_float_order_key_orders_as_the_floats():
                 np.inf], np.float32)
   key = array_ops.TF.float_order_key(tf.constant(x)).numpy()
   assert (np.diff(key) > 0).all()
+  np.testing.assert_array_equal(array_ops.NUMPY.float_order_key(x), key)
+
+
+def test_numpy_update_equals_the_tensorflow_update():
+  """`core.update_kernels` on NumPy and on TensorFlow: the same state."""
+  rng = np.random.default_rng(5)
+  shapes = [(30, 20), (3, 3, 4, 8), (7,)]
+  masks = [rng.random(sh) < 0.3 for sh in shapes]
+  weights = [np.where(m, rng.standard_normal(m.shape), 0).astype(np.float32)
+             for m in masks]
+  flat = weights[0].reshape(-1)
+  flat[np.flatnonzero(masks[0])[:3]] = [np.nan, np.inf, -np.inf]
+  weights[1].reshape(-1)[np.flatnonzero(~masks[1])[:2]] = 0.5  # drifted
+  unions = [m | (rng.random(m.shape) < 0.1) for m in masks]
+  scores = [np.round(rng.standard_normal(sh), 1).astype(np.float32)
+            for sh in shapes]  # ties
+  slots = [[rng.standard_normal(sh).astype(np.float32)] for sh in shapes]
+  ks = [np.int32(max(1, int(m.sum()) // 3)) for m in masks]
+  got = core.update_kernels(masks, weights, unions, scores, slots, ks,
+                            array_ops.NUMPY)
+  want = core.update_kernels(*tf.nest.map_structure(
+      tf.constant, (masks, weights, unions, scores, slots)),
+                             [tf.constant(k) for k in ks], array_ops.TF)
+  for a, b in zip(tf.nest.flatten(got), tf.nest.flatten(want)):
+    np.testing.assert_array_equal(np.asarray(a), b.numpy())
+  assert got[6][0] == 3 and got[7][1] == 2  # non-finite, drifted
 
 
 def test_unknown_rank_method_is_a_value_error():

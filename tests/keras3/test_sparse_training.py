@@ -237,14 +237,15 @@ def test_mixed_precision_trains_with_a_loss_scale_optimizer():
   assert str(sw.weight.dtype) == "float32"
 
 
-def _state_after_update(rank_method, group_entries):
+def _state_after_update(rank_method, group_entries, jit_compile="auto"):
   keras.utils.set_random_seed(0)
   model = k3util.compile_model(
       k3util.sparse_mlp(grow="gradient", interval=1000, total=4000))
   x, y = k3util.toy_data()
   model.fit(x, y, batch_size=32, epochs=1, verbose=0)
   updater = itop_tf.MaskUpdater(model, rank_method=rank_method,
-                                group_entries=group_entries)
+                                group_entries=group_entries,
+                                jit_compile=jit_compile)
   stats = updater.update(1000)
   assert sum(stats["regrown"].values()) > 0
   out = []
@@ -261,11 +262,19 @@ def test_group_by_group_and_sort_rank_update_as_one_threshold_call():
   _, by_sort = _state_after_update("sort", 10**9)
   # "auto": top_k where the update runs in TF graph mode, else threshold.
   auto, by_auto = _state_after_update("auto", 10**9)
+  # Compiled (XLA, jax.jit) and not (TF graph mode, NumPy on JAX): the
+  # same update. (torch.compile takes minutes: PyTorch stays eager.)
+  by_flipped = by_auto
+  if k3util.BACKEND != "torch":
+    flipped, by_flipped = _state_after_update("auto", 10**9,
+                                              not auto.jit_compile)
+    assert flipped.jit_compile is not auto.jit_compile
   assert len(one._groups) == 1  # pylint: disable=protected-access
   assert len(each._groups) == len(k3util.kernels(each.model))  # pylint: disable=protected-access
   assert auto.rank_method == ("topk" if k3util.BACKEND == "tensorflow" and
                               not auto.jit_compile else "threshold")
-  for a, b, c, d in zip(got, want, by_sort, by_auto):
+  for a, b, c, d, e in zip(got, want, by_sort, by_auto, by_flipped):
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(c, b)
     np.testing.assert_array_equal(d, b)
+    np.testing.assert_array_equal(e, b)
