@@ -10,7 +10,7 @@
 # framework sees: the numbers are only GPU numbers where it lists a GPU).
 # Parts, in order of what they settle (BENCHMARKS.md, "GPU"):
 #   1 mask_update : one prune/grow update, threshold vs sort rank, XLA vs
-#                   graph, MLPs and ResNet-50 at 224 px (decides "auto").
+#                   NumPy, MLPs and ResNet-50 at 224 px (decides "auto").
 #   2 memory      : update peak (GPU allocator) of ResNet-50, float32/weight.
 #   3 step_overhead: ResNet-20 and ResNet-50 amortized step vs dense and
 #                   TF-MOT, tf_keras and Keras 3 (TensorFlow, JAX).

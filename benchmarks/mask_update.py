@@ -3,13 +3,12 @@ r"""Time of one prune/grow update against the number of parameters.
 For MLPs of 1024-wide Dense layers with about --params million weights, and
 for the real ResNet-50, this times `itop_tf.MaskUpdater.update` (the update
 `ITOPCallback` runs every Delta T steps: rank, prune, grow, zero the grown
-weights and their momentum, update the union, count R_s) with XLA on and off,
-for each rank method of --rank_methods ("threshold" against "sort", the full
-sort it replaced, and "topk", graph mode only), and one training step of the
-same sparse model (XLA-compiled). It prints the ratio of the default update
-(`jit_compile="auto"` for the model's size, `rank_method="auto"` for that
-mode) to one step, and of each update of the first method to the second's in
-the same mode.
+weights and their momentum, update the union, count R_s) compiled with
+XLA and not (in NumPy on the host), for each rank method of --rank_methods
+("threshold" against "sort", the full sort it replaced), and one training
+step of the same sparse model (XLA-compiled). It prints the ratio of the
+default update (`jit_compile="auto"` for the model's size) to one step, and
+of each update of the first method to the second's in the same mode.
 
   python benchmarks/mask_update.py
   python benchmarks/mask_update.py --params=1,5 --noresnet50 --repeats=10
@@ -33,6 +32,8 @@ from launchers import launcher_flags
 from launchers import models
 
 WIDTH = 1024
+# (column name, jit_compile): XLA, or NumPy on the host.
+MODES = (("xla", True), ("numpy", False))
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -111,15 +112,12 @@ def measure(name, build, batch, f):
   row = {"model": name, "sparse_weights": weights, "batch": batch,
          "step_s": step}
   for method in f.rank_methods:
-    for mode, jit in (("xla", True), ("graph", False)):
-      # "topk" takes its k at run time: not under XLA (None: not timed).
-      row[f"update_{method}_{mode}_s"] = None if (
-          method == "topk" and jit) else time_updates(model, jit, f.repeats,
+    for mode, jit in MODES:
+      row[f"update_{method}_{mode}_s"] = time_updates(model, jit, f.repeats,
                                                       method)
   jit = itop_tf.updaters.resolve_jit_compile("auto", "tensorflow", weights)
-  default = "xla" if jit else "graph"
-  method = itop_tf.updaters.resolve_rank_method("auto", itop_tf.array_ops.TF,
-                                                jit)
+  default = "xla" if jit else "numpy"
+  method = itop_tf.updaters.resolve_rank_method("auto")
   if method not in f.rank_methods:
     method = f.rank_methods[0]
   row["default_mode"], row["default_method"] = default, method
@@ -128,17 +126,17 @@ def measure(name, build, batch, f):
 
 
 def _ms(seconds):
-  return "n/a" if seconds is None else f"{1e3 * seconds:.1f}"
+  return f"{1e3 * seconds:.1f}"
 
 
 def format_rows(rows, methods):
   """Markdown table of `measure` rows."""
-  cols = [(m, mode) for m in methods for mode in ("xla", "graph")]
-  head = " | ".join(f"update, {m}, {'XLA' if mode == 'xla' else 'graph'} "
+  cols = [(m, mode) for m in methods for mode, _ in MODES]
+  head = " | ".join(f"update, {m}, {'XLA' if mode == 'xla' else 'NumPy'} "
                     "(ms)" for m, mode in cols)
   ratio = len(methods) > 1 and methods[0] != methods[1]
   extra = (f" | {methods[0]} / {methods[1]}, XLA | {methods[0]} / "
-           f"{methods[1]}, graph" if ratio else "")
+           f"{methods[1]}, NumPy" if ratio else "")
   lines = [f"| model | sparse weights | {head} | train step (ms, batch) | "
            f"default update / step{extra} |",
            "|---" * (4 + len(cols) + (2 if ratio else 0)) + "|"]
@@ -148,10 +146,10 @@ def format_rows(rows, methods):
             f"{1e3 * r['step_s']:.1f} ({r['batch']}) | "
             f"{r['update_over_step']:.3f}")
     if ratio:
-      for mode in ("xla", "graph"):
+      for mode, _ in MODES:
         new = r[f"update_{methods[0]}_{mode}_s"]
         old = r[f"update_{methods[1]}_{mode}_s"]
-        line += " | n/a" if None in (new, old) else f" | {new / old:.2f}x"
+        line += f" | {new / old:.2f}x"
     lines.append(line + " |")
   return "\n".join(lines)
 

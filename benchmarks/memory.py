@@ -53,7 +53,7 @@ def define_flags(flag_values=flags.FLAGS):
   define("integer", "steps", 3, "Training steps of the peak measurement "
          "(0 skips it).")
   define("bool", "update_jit", True, "Compile itop_tf's mask update with "
-         "XLA (the peak of --noupdate_jit is that of the graph-mode update).")
+         "XLA (--noupdate_jit: the update in NumPy on the host).")
   define("enum", "rank_method", "threshold", "itop_tf's rank method "
          "(`itop_tf.MaskUpdater`).", list(itop_tf.core.RANK_METHODS))
   define("integer", "group_entries", itop_tf.updaters.GROUP_ENTRIES,

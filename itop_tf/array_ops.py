@@ -3,7 +3,8 @@
 `core` needs a dozen array operations. `TF` maps them to TensorFlow (the
 tf_keras/TF-MOT front-end, and the Keras 3 TensorFlow backend gives the same
 numbers); `keras_ops()` maps them to `keras.ops` for whatever Keras 3
-backend is active (TensorFlow, JAX, PyTorch). Each namespace also draws the
+backend is active (TensorFlow, JAX, PyTorch); `NUMPY` runs an update that
+is not compiled on the host (`on_host`). Each backend namespace also draws the
 uniform scores of random growth from a stateless RNG keyed by
 (kernel seed, step), so a resumed run draws what an uninterrupted one did.
 
@@ -84,18 +85,6 @@ class _TensorFlowOps:
   def cumsum(self, x):
     return self.tf.cumsum(x)
 
-  # `top_k_mask` takes a `k` known only when the program runs (not under XLA).
-  dynamic_top_k = True
-
-  def top_k_mask(self, x, k):
-    """Bool mask of the `k` largest entries of 1-D `x`; ties: lower index."""
-    tf = self.tf
-    n = tf.size(x)
-    k = tf.minimum(tf.cast(k, tf.int32), n)
-    indices = tf.math.top_k(x, k=k, sorted=True).indices
-    return tf.scatter_nd(indices[:, None], tf.ones_like(indices, tf.bool),
-                         tf.expand_dims(n, 0))
-
   def int32(self, value):
     return self.tf.constant(value, self.tf.int32)
 
@@ -142,12 +131,6 @@ class _KerasOps:
     import keras  # pylint: disable=g-import-not-at-top
     self.ops = keras.ops
     self.name = keras.backend.backend()
-    # Keras 3 tensors are TensorFlow tensors on that backend.
-    self.dynamic_top_k = self.name == "tensorflow"
-
-  def top_k_mask(self, x, k):
-    """`_TensorFlowOps.top_k_mask` (TensorFlow backend only)."""
-    return TF.top_k_mask(x, k)
 
   def __getattr__(self, name):
     # cast, reshape, where, isnan, isfinite, abs, clip, zeros_like, less,
@@ -211,14 +194,14 @@ class _KerasOps:
 class _NumpyOps:
   """`core`'s operations in NumPy, on the host, with nothing to compile.
 
-  The update of a small model on a JAX CPU runs here (`jit_compile` resolved
-  to False): `jax.jit` compiling it costs about a second, which a short run
-  does not win back (BENCHMARKS.md). The same `core` functions, the same
-  selected entries.
+  An update that is not compiled runs here (TensorFlow and JAX, `jit_compile`
+  resolved to False: a small model on a CPU): compiling it costs 0.2-2 s
+  (TensorFlow graph mode, `jax.jit`), which a short run does not win back,
+  and NumPy's updates measured as fast or faster than both below 5M weights
+  (BENCHMARKS.md). The same `core` functions, the same selected entries.
   """
 
   name = "numpy"
-  dynamic_top_k = False
 
   @staticmethod
   def convert_to_tensor(x):
@@ -312,6 +295,27 @@ class _NumpyOps:
 
 TF = _TensorFlowOps()
 NUMPY = _NumpyOps()
+
+
+def _to_numpy(structure):
+  if isinstance(structure, (list, tuple)):
+    return type(structure)(_to_numpy(x) for x in structure)
+  return np.asarray(structure)
+
+
+def on_host(fn):
+  """`fn` (written against `NUMPY`) called with its tensor arguments (lists
+  of them included) as NumPy arrays: what "not compiled" means for an update.
+
+  Example:
+
+  >>> update = array_ops.on_host(array_ops.NUMPY.count)
+  >>> int(update(tf.constant([True, False, True])))
+  2
+  """
+  def call(*args):
+    return fn(*_to_numpy(args))
+  return call
 
 _KERAS = None
 

@@ -32,14 +32,14 @@ class ITOPCallback(keras.callbacks.Callback):
   Args:
     log_dir: directory for TensorBoard summaries; None writes none.
     jit_compile: compile the update: True, False or "auto" (default): XLA
-      on TensorFlow (on a CPU only from 5M sparse weights, graph mode
-      below), `jax.jit` on JAX (on a CPU only from 5M sparse weights,
-      NumPy on the host below), eager on PyTorch.
+      on TensorFlow, `jax.jit` on JAX, on a CPU only from 5M sparse weights
+      (below, NumPy on the host: what False means there); eager on
+      PyTorch.
     per_layer_logs: also put `itop_rate/<layer>`, `itop_density/<layer>` and
       `itop_regrown/<layer>` (regrown in the last update) in the epoch logs,
       and so in `History`. Off by default: it floods the progress bar of
       large models.
-    rank_method: "auto" (default), "threshold", "topk" or "sort": how the
+    rank_method: "auto" (default), "threshold" or "sort": how the
       update ranks each kernel's entries (`itop_tf.MaskUpdater`; the same
       masks).
     group_entries: the update runs over groups of kernels of at most this

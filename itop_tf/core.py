@@ -2,7 +2,8 @@
 
 The functions here are tensor math against a small array namespace `ops`
 (see `itop_tf.array_ops`): `array_ops.TF` for the tf_keras/TF-MOT front-end,
-`array_ops.keras_ops()` for Keras 3 on TensorFlow, JAX or PyTorch. They hold
+`array_ops.keras_ops()` for Keras 3 on TensorFlow, JAX or PyTorch, and
+`array_ops.NUMPY` for an update that is not compiled. They hold
 no state and import no framework, so both front-ends run the same copy, and
 the tests run it on every backend.
 
@@ -33,9 +34,9 @@ MAX = float(np.finfo(np.float32).max)
 LOWEST = float(np.nextafter(np.float32(-MAX), np.float32(0)))
 
 
-RANK_METHODS = ("threshold", "sort", "topk")
-# The methods that compile to one program for every k (XLA, `jax.jit`).
-COMPILED_RANK_METHODS = ("threshold", "sort")
+# Both compile to one program for every k (XLA, `jax.jit`) and select the
+# same entries.
+RANK_METHODS = ("threshold", "sort")
 INT32_MIN = -2**31
 
 
@@ -60,11 +61,6 @@ def rank_select(scores, candidates, k, ops, method="threshold"):
   - "sort": a stable descending sort of all entries, then each entry's rank
     compared with `k`; the first implementation, several times slower and
     with sort buffers on top (BENCHMARKS.md), kept as the reference.
-  - "topk": `tf.math.top_k` with the run-time `k` (ties to the lower index),
-    TensorFlow without XLA only (`ops.dynamic_top_k`): a graph-mode
-    `tf.while_loop` pays a fixed cost per pass that the threshold search's
-    32 passes add up, so on small and mid-size kernels this is 2-5x faster
-    there (BENCHMARKS.md).
 
   Args:
     scores: 1-D float tensor.
@@ -78,7 +74,7 @@ def rank_select(scores, candidates, k, ops, method="threshold"):
     1-D bool tensor, True at exactly `min(k, sum(candidates))` candidates.
 
   Raises:
-    ValueError: an unknown `method`, or "topk" where `k` must be static.
+    ValueError: an unknown `method`.
   """
   s = ops.cast(scores, "float32")
   s = ops.where(ops.isnan(s), ops.full_like(s, -MAX),
@@ -91,16 +87,10 @@ def rank_select(scores, candidates, k, ops, method="threshold"):
     order = ops.descending_order(key)
     rank = ops.scatter_1d(order, ops.arange(n), n)
     return ops.logical_and(ops.less(rank, k), candidates)
-  if method not in ("threshold", "topk"):
+  if method != "threshold":
     raise ValueError(f"method must be one of {RANK_METHODS}, got {method!r}.")
   key = ops.float_order_key(s)
   key = ops.where(candidates, key, ops.full_like(key, INT32_MIN))
-  if method == "topk":
-    if not getattr(ops, "dynamic_top_k", False):
-      raise ValueError(
-          f"method 'topk' needs TensorFlow, got the {ops.name!r} backend; "
-          f"use one of {COMPILED_RANK_METHODS}.")
-    return ops.logical_and(ops.top_k_mask(key, k), candidates)
   # A namespace may find the same value its own way (NumPy: a partition).
   kth = getattr(ops, "kth_largest", None)
   t = kth(key, k) if kth is not None else kth_largest_key(key, k, ops)

@@ -176,17 +176,18 @@ class TFKerasFrontend:
 
   @staticmethod
   def compile(fn, jit_compile):
-    """`fn` as a `tf.function`, XLA-compiled if `jit_compile`.
+    """`fn` as an XLA `tf.function` if `jit_compile`, else on the host.
 
-    Without AutoGraph: `core` writes its loops as `ops.fori_loop`, and
-    converting it cost 0.9 s of the first update's 1.4 s on LeNet-300-100.
+    Without AutoGraph: `core` writes its loops as `ops.fori_loop`. Not
+    compiled, `fn` (built on `update_ops(False)`, NumPy) gets NumPy arrays.
     """
-    return tf.function(fn, jit_compile=jit_compile, autograph=False)
+    if not jit_compile:
+      return array_ops.on_host(fn)
+    return tf.function(fn, jit_compile=True, autograph=False)
 
   def update_ops(self, jit_compile):
-    """The namespace the update runs in: TensorFlow, compiled or not."""
-    del jit_compile
-    return self.ops
+    """The namespace the update runs in: TensorFlow under XLA, else NumPy."""
+    return self.ops if jit_compile else array_ops.NUMPY
 
   def sparse_weights(self):
     return wrapper_lib.sparse_weights(self.model)
@@ -229,9 +230,9 @@ class TFKerasFrontend:
 JIT_CHOICES = (True, False, "auto")
 
 
-# On a TensorFlow CPU, models with fewer sparse weights than this update in
-# graph mode under jit_compile="auto" (BENCHMARKS.md: XLA compiling the update
-# costs seconds, and saves under 0.05 s an update below about 5M weights).
+# On a CPU (TensorFlow, JAX), models with fewer sparse weights than this update
+# in NumPy under jit_compile="auto" (BENCHMARKS.md: compiling the update costs
+# seconds, and saves under 0.05 s an update below about 5M weights).
 CPU_XLA_MIN_WEIGHTS = 5_000_000
 
 
@@ -243,16 +244,19 @@ def resolve_jit_compile(jit_compile, backend="tensorflow", num_weights=None):
   - TensorFlow (tf_keras, Keras 3 on TensorFlow) with a GPU or TPU: XLA
     (assumed faster there, not yet measured).
   - TensorFlow on CPU: XLA from `CPU_XLA_MIN_WEIGHTS` (5M) sparse weights,
-    graph mode below. Per update XLA is faster (ResNet-50: 0.98 against
-    1.67 s), but compiling it costs seconds (LeNet-300-100: a first update
-    of 4.6 s against 0.84 s traced; then 0.03 against 0.07 s), which a small
-    model does not win back over a run's updates.
+    NumPy on the host below. Compiling the update costs seconds
+    (LeNet-300-100: a first XLA update of 4.6 s), which a small model does
+    not win back over a run's updates.
   - JAX: `jax.jit`, on a CPU only from `CPU_XLA_MIN_WEIGHTS` sparse
-    weights; below, the update runs in NumPy on the host. Compiling it
-    costs 1.1-1.9 s, and saves little per update there (LeNet-300-100:
-    11-17 ms an update either way; 5.8M weights: 0.22 s with `jax.jit`
-    against 0.27 s in NumPy). PyTorch: eager (`torch.compile` took minutes
-    for small models).
+    weights; NumPy below. Compiling it costs 1.1-1.9 s, and saves little
+    per update there (LeNet-300-100: 11-17 ms an update either way; 5.8M
+    weights: 0.22 s with `jax.jit` against 0.22-0.27 s in NumPy).
+  - Not compiled, TensorFlow and JAX run the update in NumPy on the host
+    (`array_ops.NUMPY`): it has nothing to compile and measured as fast as
+    TensorFlow's graph mode or faster (first update on LeNet-300-100
+    0.02-0.04 s against 0.19-0.32 s traced; later ones 11-42 ms either way;
+    5.8M weights 0.22 against 0.36 s), and the same as or 20% slower than
+    `jax.jit` per update. PyTorch: eager (`torch.compile` took minutes for small models).
 
   Args:
     jit_compile: True, False or "auto".
@@ -292,39 +296,24 @@ def resolve_jit_compile(jit_compile, backend="tensorflow", num_weights=None):
 RANK_CHOICES = core.RANK_METHODS + ("auto",)
 
 
-def resolve_rank_method(rank_method, ops, jit_compile):
+def resolve_rank_method(rank_method):
   """The `core.rank_select` method an update uses, for a `rank_method`.
 
-  "auto" is "topk" where the update runs on TensorFlow without XLA (graph
-  mode: tf_keras or Keras 3 on TensorFlow with `jit_compile` resolved to
-  False), where it measured 2-5x faster per kernel than the threshold
-  search, and "threshold" everywhere else (XLA, `jax.jit`, PyTorch).
+  "auto" is "threshold" (the radix search; in NumPy one partition), 3-10x
+  faster than "sort" everywhere it was measured (BENCHMARKS.md).
 
   Args:
     rank_method: one of `RANK_CHOICES`.
-    ops: the front-end's array namespace (`array_ops`).
-    jit_compile: the resolved `jit_compile` (bool).
 
   Returns:
     One of `core.RANK_METHODS`.
 
-  Raises:
-    ValueError: "topk" where the update is compiled or not on TensorFlow.
-
   Example:
 
-  >>> resolve_rank_method("auto", array_ops.TF, jit_compile=False)
-  'topk'
+  >>> resolve_rank_method("auto")
+  'threshold'
   """
-  graph_tf = getattr(ops, "dynamic_top_k", False) and not jit_compile
-  if rank_method == "auto":
-    return "topk" if graph_tf else "threshold"
-  if rank_method == "topk" and not graph_tf:
-    raise ValueError(
-        "rank_method='topk' needs an update on TensorFlow without XLA "
-        f"(jit_compile=False); here it runs on {ops.name!r} with "
-        f"jit_compile={jit_compile}. Use 'auto' or 'threshold'.")
-  return rank_method
+  return "threshold" if rank_method == "auto" else rank_method
 
 
 def check_update_options(rank_method, group_entries):
@@ -352,25 +341,23 @@ class MaskUpdater:
   `itop_tf.PruneAndRegrow` layers, on a Keras 3 model (TensorFlow, JAX or
   PyTorch backend) `itop_tf.keras3.PruneAndRegrow` layers. The update itself
   is `core.update_kernels`, compiled once per model: XLA through
-  `tf.function` on TensorFlow, `jax.jit` on JAX (eager on PyTorch; NumPy
-  where a small model's update on a JAX CPU is not compiled).
+  `tf.function` on TensorFlow, `jax.jit` on JAX; or, not compiled (a small
+  model on a CPU), run in NumPy on the host (eager on PyTorch).
 
   Args:
     model: a model containing itop_tf wrappers (from `itop_tf.sparsify`, or
       placed by hand in a subclassed model).
     optimizer: the optimizer that trains the model (its slots are masked);
       defaults to `model.optimizer`.
-    jit_compile: compile the update: True, False or "auto" (default): XLA
-      on TensorFlow (on a CPU only from 5M sparse weights, graph mode
-      below), `jax.jit` on JAX (on a CPU only from 5M sparse weights, NumPy
-      on the host below: False on JAX means NumPy), eager on PyTorch (see
+    jit_compile: compile the update: True, False or "auto" (default).
+      Compiled is XLA on TensorFlow, `jax.jit` on JAX; not compiled is
+      NumPy on the host there, eager on PyTorch. "auto" compiles on a GPU
+      or TPU and on a CPU from 5M sparse weights; PyTorch stays eager (see
       `resolve_jit_compile`).
     rank_method: how each kernel finds its `k` entries to prune and grow
       (`core.rank_select`; every method gives the same masks): "auto"
-      (default: "topk" where the update runs on TensorFlow in graph mode,
-      else "threshold"; see `resolve_rank_method`), "threshold" (a radix
-      search on the float bits), "topk" (`tf.math.top_k`, TensorFlow
-      without XLA) or "sort" (the full sort, the reference).
+      (default) or "threshold" (a radix search on the float bits; in NumPy
+      one partition), or "sort" (the full sort, the reference).
     group_entries: the update runs over groups of kernels of at most this
       many entries (a larger kernel alone), one compiled call per group, so
       its transient memory is bounded by the group, not the model.
@@ -398,8 +385,7 @@ class MaskUpdater:
     self.jit_compile = resolve_jit_compile(
         jit_compile, self.frontend.ops.name,
         sum(sw.size for sw in self.sparse_weights))
-    self.rank_method = resolve_rank_method(rank_method, self.frontend.ops,
-                                           self.jit_compile)
+    self.rank_method = resolve_rank_method(rank_method)
     # Every built wrapper holds at least one kernel.
     self.wrappers = list(dict.fromkeys(sw.wrapper
                                        for sw in self.sparse_weights))

@@ -37,29 +37,30 @@ def test_rank_select_never_picks_a_non_candidate():
 SHAPES = [(1,), (5,), (2, 3), (4, 4), (3, 3, 2), (2, 2, 4, 4)]
 
 
+@pytest.mark.parametrize("ops", [array_ops.TF, array_ops.NUMPY],
+                         ids=["tensorflow", "numpy"])
 @pytest.mark.parametrize("rank", itop_tf.core.RANK_METHODS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_prune_and_grow_keeps_exact_count_for_every_k(shape, rank):
+def test_prune_and_grow_keeps_exact_count_for_every_k(shape, rank, ops):
   # jaxpruner-style sweep: every active count n and every k in 0..n.
   size = int(np.prod(shape))
   rng = np.random.default_rng(size)
+  arr = tf.constant if ops is array_ops.TF else np.asarray
   for n in sorted({1, (size + 1) // 2, size}):
     flat = np.zeros(size, bool)
     flat[rng.permutation(size)[:n]] = True
-    mask = tf.constant(flat.reshape(shape))
-    w = tf.constant(rng.normal(size=shape).astype("float32")) * tf.cast(
-        mask, tf.float32)
-    scores = tf.constant(rng.random(shape).astype("float32"))
+    mask = flat.reshape(shape)
+    w = rng.normal(size=shape).astype("float32") * mask
+    scores = rng.random(shape).astype("float32")
     for k in range(n + 1):
-      new, kept, pruned = itop_tf.core.prune_and_grow(
-          mask, w, tf.constant(k), scores, array_ops.TF, rank)
+      new, kept, pruned = (np.asarray(x) for x in itop_tf.core.prune_and_grow(
+          arr(mask), arr(w), arr(np.int32(k)), arr(scores), ops, rank))
       assert new.shape == shape
       assert _count(new) == n, (n, k)
-      assert _count(pruned) == k and not (pruned.numpy() & ~flat.reshape(
-          shape)).any()
+      assert _count(pruned) == k and not (pruned & ~mask).any()
       assert _count(kept) >= n - k
       if k == 0:
-        np.testing.assert_array_equal(new.numpy(), mask.numpy())
+        np.testing.assert_array_equal(new, mask)
 
 
 def test_prune_and_grow_under_xla_with_dynamic_k():
@@ -419,7 +420,7 @@ def test_auto_jit_compiles_large_models_small_ones_on_accelerators_only():
   assert updaters.resolve_jit_compile("auto") is True  # size unknown
   jax = pytest.importorskip("jax")
   jax_accelerator = jax.default_backend() != "cpu"
-  # JAX on a CPU: NumPy below the threshold, as TF uses graph mode there.
+  # JAX on a CPU: NumPy below the threshold, as TensorFlow there.
   assert updaters.resolve_jit_compile("auto", "jax", big - 1) is (
       jax_accelerator)
   assert updaters.resolve_jit_compile("auto", "jax", big) is True
@@ -458,7 +459,7 @@ def _one_update(rank_method, group_entries, jit_compile, grow="gradient"):
   return updater, state
 
 
-@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["numpy", "xla"])
 def test_group_by_group_update_equals_one_call(jit_compile):
   one, want = _one_update("threshold", 10**9, jit_compile)
   each, got = _one_update("threshold", 1, jit_compile)
@@ -469,23 +470,25 @@ def test_group_by_group_update_equals_one_call(jit_compile):
 
 
 @pytest.mark.parametrize("grow", ["random", "gradient"])
-@pytest.mark.parametrize("rank", ["threshold", "topk"])
-def test_threshold_and_topk_ranks_update_as_the_sort_did(rank, grow):
-  _, want = _one_update("sort", 10**9, False, grow)
-  _, got = _one_update(rank, 10**9, False, grow)
+@pytest.mark.parametrize("rank,jit", [("threshold", False), ("threshold", True),
+                                      ("sort", False)],
+                         ids=["threshold-numpy", "threshold-xla", "sort-numpy"])
+def test_every_rank_and_mode_updates_as_the_xla_sort_did(rank, jit, grow):
+  _, want = _one_update("sort", 10**9, True, grow)
+  _, got = _one_update(rank, 10**9, jit, grow)
   for a, b in zip(got, want):
     np.testing.assert_array_equal(a, b)
 
 
-def test_auto_rank_is_topk_in_graph_mode_and_threshold_under_xla():
+def test_update_runs_in_numpy_unless_compiled():
   model = compile_sgd(sparse_mlp())
-  assert itop_tf.MaskUpdater(model, jit_compile=False).rank_method == "topk"
-  assert itop_tf.MaskUpdater(model, jit_compile=True).rank_method == (
-      "threshold")
+  for jit in (False, True):
+    updater = itop_tf.MaskUpdater(model, jit_compile=jit)
+    assert updater.rank_method == "threshold"  # "auto"
+    assert (updater.frontend.update_ops(jit) is array_ops.NUMPY) is not jit
   assert itop_tf.ITOPCallback().rank_method == "auto"
-  with pytest.raises(ValueError, match="'topk' needs an update on "
-                     "TensorFlow without XLA"):
-    itop_tf.MaskUpdater(model, jit_compile=True, rank_method="topk")
+  with pytest.raises(ValueError, match="rank_method must be one of"):
+    itop_tf.MaskUpdater(model, rank_method="topk")  # graph mode's, removed
 
 
 def test_bad_rank_method_or_group_size_is_a_value_error():

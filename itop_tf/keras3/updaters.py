@@ -85,22 +85,23 @@ class Keras3Frontend:
     self.ops = array_ops.keras_ops()
 
   @staticmethod
-  def compile(fn, jit_compile):
-    """`fn` compiled for the backend; on JAX without `jit_compile`, `fn`
-    (built on `array_ops.NUMPY`, see `update_ops`) given NumPy arrays."""
-    if not jit_compile and keras.backend.backend() == "jax":
-      def on_host(*args):
-        return fn(*keras.tree.map_structure(keras.ops.convert_to_numpy, args))
-      return on_host
+  def _on_host(jit_compile):
+    return not jit_compile and keras.backend.backend() in ("tensorflow",
+                                                            "jax")
+
+  @classmethod
+  def compile(cls, fn, jit_compile):
+    """`fn` compiled for the backend; on TensorFlow and JAX without
+    `jit_compile`, `fn` (built on `array_ops.NUMPY`) given NumPy arrays."""
+    if cls._on_host(jit_compile):
+      return array_ops.on_host(fn)
     return _compile(fn, jit_compile)
 
   def update_ops(self, jit_compile):
     """The namespace the update runs in: NumPy on the host for an update
-    on JAX without `jax.jit` (the backend's own eager ops would dispatch,
-    and compile, op by op), else the backend's ops."""
-    if not jit_compile and keras.backend.backend() == "jax":
-      return array_ops.NUMPY
-    return self.ops
+    that is not compiled on TensorFlow or JAX (JAX's eager ops would
+    dispatch, and compile, op by op), else the backend's ops."""
+    return array_ops.NUMPY if self._on_host(jit_compile) else self.ops
 
   def sparse_weights(self):
     return wrapper_lib.sparse_weights(self.model)

@@ -30,10 +30,7 @@ def _both(fn, *arrays, k):
   return mine, ref
 
 
-# "topk" (a run-time k for tf.math.top_k) exists on TensorFlow, not under XLA.
-CASES = [(m, c) for m in core.RANK_METHODS for c in (False, True)
-         if m in core.COMPILED_RANK_METHODS or (
-             not c and keras.backend.backend() == "tensorflow")]
+CASES = [(m, c) for m in core.RANK_METHODS for c in (False, True)]
 
 
 @pytest.mark.parametrize("method,compiled", CASES)

@@ -260,9 +260,8 @@ def test_group_by_group_and_sort_rank_update_as_one_threshold_call():
   one, want = _state_after_update("threshold", 10**9)
   each, got = _state_after_update("threshold", 1)
   _, by_sort = _state_after_update("sort", 10**9)
-  # "auto": top_k where the update runs in TF graph mode, else threshold.
   auto, by_auto = _state_after_update("auto", 10**9)
-  # Compiled (XLA, jax.jit) and not (TF graph mode, NumPy on JAX): the
+  # Compiled (XLA, jax.jit) and not (NumPy on TensorFlow and JAX): the
   # same update. (torch.compile takes minutes: PyTorch stays eager.)
   by_flipped = by_auto
   if k3util.BACKEND != "torch":
@@ -271,8 +270,7 @@ def test_group_by_group_and_sort_rank_update_as_one_threshold_call():
     assert flipped.jit_compile is not auto.jit_compile
   assert len(one._groups) == 1  # pylint: disable=protected-access
   assert len(each._groups) == len(k3util.kernels(each.model))  # pylint: disable=protected-access
-  assert auto.rank_method == ("topk" if k3util.BACKEND == "tensorflow" and
-                              not auto.jit_compile else "threshold")
+  assert auto.rank_method == "threshold"
   for a, b, c, d, e in zip(got, want, by_sort, by_auto, by_flipped):
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(c, b)
