@@ -115,7 +115,7 @@ def measure(name, build, batch, f):
     for mode, jit in MODES:
       row[f"update_{method}_{mode}_s"] = time_updates(model, jit, f.repeats,
                                                       method)
-  jit = itop_tf.updaters.resolve_jit_compile("auto", "tensorflow", weights)
+  jit = itop_tf.updaters.resolve_jit_compile("auto", "tensorflow")
   default = "xla" if jit else "numpy"
   method = itop_tf.updaters.resolve_rank_method("auto")
   if method not in f.rank_methods:

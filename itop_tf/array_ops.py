@@ -195,10 +195,10 @@ class _NumpyOps:
   """`core`'s operations in NumPy, on the host, with nothing to compile.
 
   An update that is not compiled runs here (TensorFlow and JAX, `jit_compile`
-  resolved to False: a small model on a CPU): compiling it costs 0.2-2 s
-  (TensorFlow graph mode, `jax.jit`), which a short run does not win back,
-  and NumPy's updates measured as fast or faster than both below 5M weights
-  (BENCHMARKS.md). The same `core` functions, the same selected entries.
+  resolved to False: on a CPU): it has nothing to compile (XLA and `jax.jit`
+  took 1-5 s for a first update), and its updates measured as fast as the
+  compiled ones or faster, from LeNet-300-100 to ResNet-50 (BENCHMARKS.md).
+  The same `core` functions, the same selected entries.
   """
 
   name = "numpy"

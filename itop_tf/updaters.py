@@ -230,38 +230,26 @@ class TFKerasFrontend:
 JIT_CHOICES = (True, False, "auto")
 
 
-# On a CPU (TensorFlow, JAX), models with fewer sparse weights than this update
-# in NumPy under jit_compile="auto" (BENCHMARKS.md: compiling the update costs
-# seconds, and saves under 0.05 s an update below about 5M weights).
-CPU_XLA_MIN_WEIGHTS = 5_000_000
-
-
-def resolve_jit_compile(jit_compile, backend="tensorflow", num_weights=None):
+def resolve_jit_compile(jit_compile, backend="tensorflow"):
   """Whether the update is compiled, for a `jit_compile` setting.
 
   The rule of "auto", from measurements (BENCHMARKS.md):
 
-  - TensorFlow (tf_keras, Keras 3 on TensorFlow) with a GPU or TPU: XLA
-    (assumed faster there, not yet measured).
-  - TensorFlow on CPU: XLA from `CPU_XLA_MIN_WEIGHTS` (5M) sparse weights,
-    NumPy on the host below. Compiling the update costs seconds
-    (LeNet-300-100: a first XLA update of 4.6 s), which a small model does
-    not win back over a run's updates.
-  - JAX: `jax.jit`, on a CPU only from `CPU_XLA_MIN_WEIGHTS` sparse
-    weights; NumPy below. Compiling it costs 1.1-1.9 s, and saves little
-    per update there (LeNet-300-100: 11-17 ms an update either way; 5.8M
-    weights: 0.22 s with `jax.jit` against 0.22-0.27 s in NumPy).
-  - Not compiled, TensorFlow and JAX run the update in NumPy on the host
-    (`array_ops.NUMPY`): it has nothing to compile and measured as fast as
-    TensorFlow's graph mode or faster (first update on LeNet-300-100
-    0.02-0.04 s against 0.19-0.32 s traced; later ones 11-42 ms either way;
-    5.8M weights 0.22 against 0.36 s), and the same as or 20% slower than
-    `jax.jit` per update. PyTorch: eager (`torch.compile` took minutes for small models).
+  - TensorFlow (tf_keras, Keras 3 on TensorFlow) and JAX with a GPU or TPU:
+    compiled, XLA and `jax.jit` (assumed faster there, not yet measured).
+  - On a CPU: not compiled. TensorFlow and JAX then run the update in NumPy
+    on the host (`array_ops.NUMPY`), which measured as fast as the compiled
+    update or faster at every size (one update: LeNet-300-100 11-21 ms,
+    XLA and `jax.jit` about the same; 1M weights 48-52 against 41-56 ms with
+    XLA; 25M 1026 against 1163 ms; ResNet-50 1191 against 1352 ms) and has
+    nothing to compile (XLA's first LeNet update took 4.6 s, `jax.jit`'s
+    1.1-1.3 s, graph mode's trace 0.2-0.3 s), with a lower peak (ResNet-50:
+    0.27 float32 per sparse weight against XLA's 1.01).
+  - PyTorch: eager (`torch.compile` took minutes for small models).
 
   Args:
     jit_compile: True, False or "auto".
     backend: "tensorflow", "jax" or "torch".
-    num_weights: the sparse weights of the model; None counts as many.
 
   Returns:
     bool.
@@ -271,9 +259,7 @@ def resolve_jit_compile(jit_compile, backend="tensorflow", num_weights=None):
 
   Example:
 
-  >>> resolve_jit_compile("auto", "tensorflow", 25_000_000)
-  True
-  >>> resolve_jit_compile("auto", "tensorflow", 266_200)   # on a CPU
+  >>> resolve_jit_compile("auto", "tensorflow")   # on a CPU
   False
   """
   if isinstance(jit_compile, bool):
@@ -283,14 +269,11 @@ def resolve_jit_compile(jit_compile, backend="tensorflow", num_weights=None):
                      f"{jit_compile!r}.")
   if backend == "jax":
     import jax  # pylint: disable=g-import-not-at-top
-    if jax.default_backend() != "cpu":
-      return True
-  elif backend != "tensorflow":
+    return jax.default_backend() != "cpu"
+  if backend != "tensorflow":
     return False
-  elif (tf.config.list_logical_devices("GPU") or
-        tf.config.list_logical_devices("TPU")):
-    return True
-  return num_weights is None or num_weights >= CPU_XLA_MIN_WEIGHTS
+  return bool(tf.config.list_logical_devices("GPU") or
+              tf.config.list_logical_devices("TPU"))
 
 
 RANK_CHOICES = core.RANK_METHODS + ("auto",)
@@ -341,8 +324,8 @@ class MaskUpdater:
   `itop_tf.PruneAndRegrow` layers, on a Keras 3 model (TensorFlow, JAX or
   PyTorch backend) `itop_tf.keras3.PruneAndRegrow` layers. The update itself
   is `core.update_kernels`, compiled once per model: XLA through
-  `tf.function` on TensorFlow, `jax.jit` on JAX; or, not compiled (a small
-  model on a CPU), run in NumPy on the host (eager on PyTorch).
+  `tf.function` on TensorFlow, `jax.jit` on JAX; or, not compiled (on a
+  CPU), run in NumPy on the host (eager on PyTorch).
 
   Args:
     model: a model containing itop_tf wrappers (from `itop_tf.sparsify`, or
@@ -352,8 +335,8 @@ class MaskUpdater:
     jit_compile: compile the update: True, False or "auto" (default).
       Compiled is XLA on TensorFlow, `jax.jit` on JAX; not compiled is
       NumPy on the host there, eager on PyTorch. "auto" compiles on a GPU
-      or TPU and on a CPU from 5M sparse weights; PyTorch stays eager (see
-      `resolve_jit_compile`).
+      or TPU, not on a CPU, where NumPy measured faster; PyTorch stays
+      eager (see `resolve_jit_compile`).
     rank_method: how each kernel finds its `k` entries to prune and grow
       (`core.rank_select`; every method gives the same masks): "auto"
       (default) or "threshold" (a radix search on the float bits; in NumPy
@@ -382,9 +365,8 @@ class MaskUpdater:
         model, "optimizer", None)
     self.frontend = _frontend(model)
     self.sparse_weights = self.frontend.sparse_weights()
-    self.jit_compile = resolve_jit_compile(
-        jit_compile, self.frontend.ops.name,
-        sum(sw.size for sw in self.sparse_weights))
+    self.jit_compile = resolve_jit_compile(jit_compile,
+                                           self.frontend.ops.name)
     self.rank_method = resolve_rank_method(rank_method)
     # Every built wrapper holds at least one kernel.
     self.wrappers = list(dict.fromkeys(sw.wrapper

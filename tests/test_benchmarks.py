@@ -148,7 +148,7 @@ def test_mask_update_smoke_keeps_exact_counts(capsys):
     assert row[f"update_{method}_numpy_s"] > 0
   mode = row["default_mode"]
   assert mode == ("xla" if itop_tf.updaters.resolve_jit_compile(
-      "auto", "tensorflow", row["sparse_weights"]) else "numpy")
+      "auto", "tensorflow") else "numpy")
   method = row["default_method"]
   assert method == "threshold"
   assert row["update_over_step"] == pytest.approx(

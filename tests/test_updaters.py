@@ -410,21 +410,16 @@ def test_pruned_and_regrown_non_finite_weight_restarts_at_zero():
   assert kept.numpy().tolist() == [False, True, False]
 
 
-def test_auto_jit_compiles_large_models_small_ones_on_accelerators_only():
+def test_auto_jit_compiles_on_accelerators_only():
   accelerator = bool(tf.config.list_logical_devices("GPU") or
                      tf.config.list_logical_devices("TPU"))
-  big = updaters.CPU_XLA_MIN_WEIGHTS
-  assert updaters.resolve_jit_compile("auto", "tensorflow", big) is True
-  assert updaters.resolve_jit_compile("auto", "tensorflow",
-                                      big - 1) is accelerator
-  assert updaters.resolve_jit_compile("auto") is True  # size unknown
+  assert updaters.resolve_jit_compile("auto", "tensorflow") is accelerator
+  assert updaters.resolve_jit_compile("auto") is accelerator
   jax = pytest.importorskip("jax")
-  jax_accelerator = jax.default_backend() != "cpu"
-  # JAX on a CPU: NumPy below the threshold, as TensorFlow there.
-  assert updaters.resolve_jit_compile("auto", "jax", big - 1) is (
-      jax_accelerator)
-  assert updaters.resolve_jit_compile("auto", "jax", big) is True
-  assert updaters.resolve_jit_compile("auto", "torch", big) is False
+  # JAX on a CPU: NumPy, as TensorFlow there.
+  assert updaters.resolve_jit_compile("auto", "jax") is (
+      jax.default_backend() != "cpu")
+  assert updaters.resolve_jit_compile("auto", "torch") is False
   assert updaters.resolve_jit_compile(True, "torch") is True
   assert updaters.resolve_jit_compile(False, "jax") is False
   model = compile_sgd(sparse_mlp())  # 600 weights
