@@ -155,7 +155,9 @@ def compiled_update(frontend, jit_compile, rank, signature):
       return core.update_kernels(masks, weights, unions, scores, slots, ks,
                                  ops, rank)
 
-    fn = _COMPILED[key] = frontend.compile(update, bool(jit_compile))
+    # Not compiled, TensorFlow and JAX run it in NumPy on the host.
+    fn = _COMPILED[key] = (array_ops.on_host(update) if ops is array_ops.NUMPY
+                           else frontend.compile(update, bool(jit_compile)))
   return fn
 
 
@@ -176,14 +178,12 @@ class TFKerasFrontend:
 
   @staticmethod
   def compile(fn, jit_compile):
-    """`fn` as an XLA `tf.function` if `jit_compile`, else on the host.
+    """`fn` as a `tf.function`, XLA-compiled if `jit_compile`.
 
-    Without AutoGraph: `core` writes its loops as `ops.fori_loop`. Not
-    compiled, `fn` (built on `update_ops(False)`, NumPy) gets NumPy arrays.
+    Without AutoGraph: `core` writes its loops as `ops.fori_loop`, and
+    converting it cost 0.9 s of the first update's 1.4 s on LeNet-300-100.
     """
-    if not jit_compile:
-      return array_ops.on_host(fn)
-    return tf.function(fn, jit_compile=True, autograph=False)
+    return tf.function(fn, jit_compile=jit_compile, autograph=False)
 
   def update_ops(self, jit_compile):
     """The namespace the update runs in: TensorFlow under XLA, else NumPy."""

@@ -84,24 +84,15 @@ class Keras3Frontend:
     self.model = model
     self.ops = array_ops.keras_ops()
 
-  @staticmethod
-  def _on_host(jit_compile):
-    return not jit_compile and keras.backend.backend() in ("tensorflow",
-                                                            "jax")
-
-  @classmethod
-  def compile(cls, fn, jit_compile):
-    """`fn` compiled for the backend; on TensorFlow and JAX without
-    `jit_compile`, `fn` (built on `array_ops.NUMPY`) given NumPy arrays."""
-    if cls._on_host(jit_compile):
-      return array_ops.on_host(fn)
-    return _compile(fn, jit_compile)
+  compile = staticmethod(_compile)
 
   def update_ops(self, jit_compile):
     """The namespace the update runs in: NumPy on the host for an update
     that is not compiled on TensorFlow or JAX (JAX's eager ops would
     dispatch, and compile, op by op), else the backend's ops."""
-    return array_ops.NUMPY if self._on_host(jit_compile) else self.ops
+    if not jit_compile and self.ops.name in ("tensorflow", "jax"):
+      return array_ops.NUMPY
+    return self.ops
 
   def sparse_weights(self):
     return wrapper_lib.sparse_weights(self.model)
