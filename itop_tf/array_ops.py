@@ -300,6 +300,8 @@ NUMPY = _NumpyOps()
 def _to_numpy(structure):
   if isinstance(structure, (list, tuple)):
     return type(structure)(_to_numpy(x) for x in structure)
+  if hasattr(structure, "detach"):  # a torch tensor (its grad left behind)
+    structure = structure.detach().cpu()
   return np.asarray(structure)
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import itop_tf
+from itop_tf import array_ops
 from itop_tf import distributions
 import k3util
 from k3util import value
@@ -262,7 +263,7 @@ def test_group_by_group_and_sort_rank_update_as_one_threshold_call():
   _, by_sort = _state_after_update("sort", 10**9)
   auto, by_auto = _state_after_update("auto", 10**9)
   # Compiled (XLA, jax.jit) and not (NumPy on TensorFlow and JAX): the
-  # same update. (torch.compile takes minutes: PyTorch stays eager.)
+  # same update. (PyTorch is never compiled: torch.compile takes minutes.)
   by_flipped = by_auto
   if k3util.BACKEND != "torch":
     flipped, by_flipped = _state_after_update("auto", 10**9,
@@ -276,3 +277,18 @@ def test_group_by_group_and_sort_rank_update_as_one_threshold_call():
     np.testing.assert_array_equal(c, b)
     np.testing.assert_array_equal(d, b)
     np.testing.assert_array_equal(e, b)
+
+
+def test_update_in_numpy_selects_what_the_backend_ops_select(monkeypatch):
+  auto, want = _state_after_update("auto", 10**9)
+  # On a CPU: NumPy unless compiled (TensorFlow, JAX) and always on PyTorch
+  # (its kernels on the CPU).
+  in_numpy = k3util.BACKEND == "torch" or not auto.jit_compile
+  assert (auto.frontend.update_ops(auto.jit_compile)
+          is array_ops.NUMPY) is in_numpy
+  # The same update in the backend's own ops, not compiled.
+  monkeypatch.setattr(itop_tf.keras3.updaters.Keras3Frontend, "update_ops",
+                      lambda self, jit_compile: self.ops)
+  _, got = _state_after_update("auto", 10**9, jit_compile=False)
+  for a, b in zip(got, want):
+    np.testing.assert_array_equal(a, b)
