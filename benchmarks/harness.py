@@ -106,7 +106,7 @@ class Variant:
 
 def make_variant(kind, build: Callable[[], keras.Model], sparsity=0.9,
                  update_interval=100, grow="gradient", jit_compile=True,
-                 total_steps=10**6, seed=0, update_jit_compile=True,
+                 total_steps=10**6, seed=0, update_jit_compile="auto",
                  rank_method="auto",
                  group_entries=itop_tf.updaters.GROUP_ENTRIES,
                  distribution="erk"):
@@ -122,8 +122,9 @@ def make_variant(kind, build: Callable[[], keras.Model], sparsity=0.9,
     total_steps: the itop_tf schedule's horizon (the prune fraction stays
       near its initial 0.5 over a benchmark's few hundred steps).
     seed: Keras seed for weights and masks.
-    update_jit_compile: compile itop_tf's mask update with XLA (True,
-      False or "auto").
+    update_jit_compile: `ITOPCallback(jit_compile=...)`: "auto" (the
+      library's default: NumPy on a CPU, XLA on a GPU/TPU), True (XLA) or
+      False (NumPy on the host).
     rank_method, group_entries: itop_tf's update options (`ITOPCallback`).
     distribution: itop_tf's layer densities ("erk", "er" or "uniform", as
       TF-MOT's `ConstantSparsity` gives every layer).

@@ -52,8 +52,9 @@ def define_flags(flag_values=flags.FLAGS):
   define("float", "sparsity", 0.9, "Sparsity.")
   define("integer", "steps", 3, "Training steps of the peak measurement "
          "(0 skips it).")
-  define("bool", "update_jit", True, "Compile itop_tf's mask update with "
-         "XLA (--noupdate_jit: the update in NumPy on the host).")
+  define("bool", "update_jit", None, "Compile itop_tf's mask update with "
+         "XLA (--noupdate_jit: the update in NumPy on the host; unset: "
+         "jit_compile=\"auto\", the library's default).")
   define("enum", "rank_method", "threshold", "itop_tf's rank method "
          "(`itop_tf.MaskUpdater`).", list(itop_tf.core.RANK_METHODS))
   define("integer", "group_entries", itop_tf.updaters.GROUP_ENTRIES,
@@ -71,9 +72,14 @@ def _variant(name, kind, f, grow="gradient"):
   # No update during the --steps steps: update_peaks forces them after.
   return harness.make_variant(kind, build, sparsity=f.sparsity, grow=grow,
                               update_interval=10**9, total_steps=10**10,
-                              update_jit_compile=f.update_jit,
+                              update_jit_compile=update_jit_compile(f),
                               rank_method=f.rank_method,
                               group_entries=f.group_entries)
+
+
+def update_jit_compile(f):
+  """`ITOPCallback(jit_compile=...)` for --update_jit (unset: "auto")."""
+  return "auto" if f.update_jit is None else f.update_jit
 
 
 def _bytes(variables):
@@ -191,8 +197,9 @@ def peak_rows(name, f):
             f"--resnet50_batch_size={f.resnet50_batch_size}",
             f"--image_size={f.image_size}",
             f"--rank_method={f.rank_method}",
-            f"--group_entries={f.group_entries}",
-            "--update_jit" if f.update_jit else "--noupdate_jit"]
+            f"--group_entries={f.group_entries}"]
+    if f.update_jit is not None:
+      args.append(f"--{'' if f.update_jit else 'no'}update_jit")
     out = subprocess.run(args, check=True, capture_output=True, text=True)
     reply = json.loads(out.stdout.strip().splitlines()[-1])
     peak = reply["peak_bytes"]
@@ -232,7 +239,8 @@ def run(f):
           f"{r['extra_bytes_per_weight']:.2f} | "
           f"{r['extra_float32_per_weight']:.2f} |")
   if peaks:
-    print(f"\nitop_tf update: jit_compile={f.update_jit}, rank_method="
+    print(f"\nitop_tf update: jit_compile={update_jit_compile(f)!r}, "
+          f"rank_method="
           f"{f.rank_method}, group_entries={f.group_entries}")
     print(f"| model | variant | peak, {where} (MiB) | over dense (MiB) | "
           "over dense, float32 / sparse weight |")

@@ -3,10 +3,11 @@ r"""Training-step time of itop_tf against dense Keras and TF-MOT.
 For each network, three variants of the same model are compiled with XLA
 (`jit_compile=True`; `--nojit` for graph mode, the faster one for ResNet-50
 on a CPU): dense tf_keras, TF-MOT `prune_low_magnitude`
-(ConstantSparsity) and itop_tf RigL-ITOP. They are timed interleaved: every
-round runs --steps steps of each variant in turn (in the reverse order every
-other round), one synthetic batch repeated, each step driven with its
-callbacks as `model.fit` drives it.
+(ConstantSparsity) and itop_tf RigL-ITOP (its update as `ITOPCallback`
+defaults it, `jit_compile="auto"`: NumPy on a CPU, XLA on a GPU/TPU). They
+are timed interleaved: every round runs --steps steps of each variant in
+turn (in the reverse order every other round), one synthetic batch
+repeated, each step driven with its callbacks as `model.fit` drives it.
 
 Both sparse variants update their masks once every --steps steps during the
 measurement, so each round holds one update step and --steps - 1 plain

@@ -267,6 +267,10 @@ def test_sparsify_is_what_the_benchmarks_time():
   variant = harness.make_variant("itop", tiny_cnn, sparsity=0.75)
   assert [type(w) for w in itop_tf.find_wrappers(variant.model)] == [
       itop_tf.PruneAndRegrow] * 2
+  # The update as a user's ITOPCallback() runs it, unless a flag says not.
+  assert variant.callbacks[0].jit_compile == itop_tf.ITOPCallback().jit_compile
+  assert memory.update_jit_compile(parse(memory)) == "auto"
+  assert memory.update_jit_compile(parse(memory, "--noupdate_jit")) is False
 
 
 def test_resnet20_is_the_027m_parameter_cifar_network():
