@@ -31,9 +31,10 @@ class ITOPCallback(keras.callbacks.Callback):
 
   Args:
     log_dir: directory for TensorBoard summaries; None writes none.
-    jit_compile: compile the update: True, False or "auto" (default): XLA
-      on TensorFlow, `jax.jit` on JAX, with a GPU or TPU; on a CPU, NumPy
-      on the host (what False means there); eager on PyTorch.
+    jit_compile: where the update runs: True, False or "auto" (default).
+      True: in the backend, XLA on TensorFlow, `jax.jit` on JAX, eager
+      torch ops on PyTorch; False: NumPy on the host. "auto" is True with a
+      GPU or TPU (PyTorch: CUDA), False on a CPU.
     per_layer_logs: also put `itop_rate/<layer>`, `itop_density/<layer>` and
       `itop_regrown/<layer>` (regrown in the last update) in the epoch logs,
       and so in `History`. Off by default: it floods the progress bar of

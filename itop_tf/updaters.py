@@ -144,19 +144,24 @@ GROUP_ENTRIES = 1 << 22
 _COMPILED = {}
 
 
+def update_ops(frontend, jit_compile):
+  """The namespace an update runs in: the backend's (`frontend.ops`) where
+  it is compiled (`jit_compile` resolved), else NumPy on the host."""
+  return frontend.ops if jit_compile else array_ops.NUMPY
+
+
 def compiled_update(frontend, jit_compile, rank, signature):
   """`core.update_kernels` compiled by `frontend` for one group's shapes."""
-  ops = frontend.update_ops(bool(jit_compile))
-  key = (type(frontend).__name__, ops.name, bool(jit_compile), rank,
-         signature)
+  key = (type(frontend).__name__, bool(jit_compile), rank, signature)
   fn = _COMPILED.get(key)
   if fn is None:
+    ops = update_ops(frontend, jit_compile)
+
     def update(masks, weights, unions, scores, slots, ks):
       return core.update_kernels(masks, weights, unions, scores, slots, ks,
                                  ops, rank)
 
-    # In NumPy (not compiled on TensorFlow or JAX; PyTorch on a CPU): on
-    # the host.
+    # Not compiled: NumPy on the host.
     fn = _COMPILED[key] = (array_ops.on_host(update) if ops is array_ops.NUMPY
                            else frontend.compile(update, bool(jit_compile)))
   return fn
@@ -185,10 +190,6 @@ class TFKerasFrontend:
     converting it cost 0.9 s of the first update's 1.4 s on LeNet-300-100.
     """
     return tf.function(fn, jit_compile=jit_compile, autograph=False)
-
-  def update_ops(self, jit_compile):
-    """The namespace the update runs in: TensorFlow under XLA, else NumPy."""
-    return self.ops if jit_compile else array_ops.NUMPY
 
   def sparse_weights(self):
     return wrapper_lib.sparse_weights(self.model)
@@ -232,25 +233,25 @@ JIT_CHOICES = (True, False, "auto")
 
 
 def resolve_jit_compile(jit_compile, backend="tensorflow"):
-  """Whether the update is compiled, for a `jit_compile` setting.
+  """Whether the update runs in the backend, for a `jit_compile` setting.
 
+  True: in the backend's ops on the model's device, compiled where the
+  backend compiles (XLA on TensorFlow, `jax.jit` on JAX; PyTorch is never
+  compiled, `torch.compile` took minutes for small models, so its update
+  runs in eager torch ops). False: in NumPy on the host (`array_ops.NUMPY`).
   The rule of "auto", from measurements (BENCHMARKS.md):
 
-  - TensorFlow (tf_keras, Keras 3 on TensorFlow) and JAX with a GPU or TPU:
-    compiled, XLA and `jax.jit` (assumed faster there, not yet measured).
-  - On a CPU: not compiled. TensorFlow and JAX then run the update in NumPy
-    on the host (`array_ops.NUMPY`), which measured as fast as the compiled
-    update or faster at every size (one update: LeNet-300-100 11-21 ms,
+  - With a GPU or TPU (PyTorch: CUDA): True (assumed faster there, not yet
+    measured).
+  - On a CPU: False. NumPy measured as fast as the compiled update or
+    faster at every size (one update: LeNet-300-100 11-21 ms,
     XLA and `jax.jit` about the same; 1M weights 48-52 against 41-56 ms with
     XLA; 25M 1026 against 1163 ms; ResNet-50 1191 against 1352 ms) and has
     nothing to compile (XLA's first LeNet update took 4.6 s, `jax.jit`'s
     1.1-1.3 s, graph mode's trace 0.2-0.3 s), with a lower peak (ResNet-50:
-    0.27 float32 per sparse weight against XLA's 1.01).
-  - PyTorch: never compiled (`torch.compile` took minutes for small
-    models). With the kernels on the CPU the update runs in NumPy
-    whatever `jit_compile` says (one update: LeNet-300-100 9-13 ms
-    against 47-53 ms in eager torch ops, 5.8M weights 214-266 against
-    1240-1284 ms); on a GPU in eager torch ops.
+    0.27 float32 per sparse weight against XLA's 1.01), and 2.6-5x faster
+    than eager torch ops (LeNet-300-100 9-13 against 47-53 ms; 1M weights
+    44 against 116 ms, 5M 178 against 563 ms).
 
   Args:
     jit_compile: True, False or "auto".
@@ -275,6 +276,9 @@ def resolve_jit_compile(jit_compile, backend="tensorflow"):
   if backend == "jax":
     import jax  # pylint: disable=g-import-not-at-top
     return jax.default_backend() != "cpu"
+  if backend == "torch":
+    import torch  # pylint: disable=g-import-not-at-top
+    return torch.cuda.is_available()
   if backend != "tensorflow":
     return False
   return bool(tf.config.list_logical_devices("GPU") or
@@ -329,19 +333,19 @@ class MaskUpdater:
   `itop_tf.PruneAndRegrow` layers, on a Keras 3 model (TensorFlow, JAX or
   PyTorch backend) `itop_tf.keras3.PruneAndRegrow` layers. The update itself
   is `core.update_kernels`, compiled once per model: XLA through
-  `tf.function` on TensorFlow, `jax.jit` on JAX; or, not compiled (on a
-  CPU), run in NumPy on the host (eager on PyTorch).
+  `tf.function` on TensorFlow, `jax.jit` on JAX, eager torch ops on PyTorch;
+  or, not compiled (on a CPU), run in NumPy on the host.
 
   Args:
     model: a model containing itop_tf wrappers (from `itop_tf.sparsify`, or
       placed by hand in a subclassed model).
     optimizer: the optimizer that trains the model (its slots are masked);
       defaults to `model.optimizer`.
-    jit_compile: compile the update: True, False or "auto" (default).
-      Compiled is XLA on TensorFlow, `jax.jit` on JAX; not compiled is
-      NumPy on the host there, eager on PyTorch. "auto" compiles on a GPU
-      or TPU, not on a CPU, where NumPy measured faster; PyTorch stays
-      eager (see `resolve_jit_compile`).
+    jit_compile: True, False or "auto" (default). True runs the update in
+      the backend, compiled: XLA on TensorFlow, `jax.jit` on JAX (PyTorch:
+      eager torch ops, never compiled); False in NumPy on the host. "auto"
+      is True with a GPU or TPU, False on a CPU, where NumPy measured
+      faster (see `resolve_jit_compile`).
     rank_method: how each kernel finds its `k` entries to prune and grow
       (`core.rank_select`; every method gives the same masks): "auto"
       (default) or "threshold" (a radix search on the float bits; in NumPy

@@ -3,10 +3,10 @@
 `MaskUpdater` (in `itop_tf.updaters`) is the one update engine; this module
 gives it the Keras 3 side: where the optimizer slots are, how to run
 `core.update_kernels` on the active backend (XLA through `tf.function` on
-TensorFlow, `jax.jit` on JAX; NumPy on the host where it is not compiled and
-on PyTorch with the kernels on the CPU; eager torch ops on a GPU) and, on
-JAX, the `model.jax_state_sync()` that `fit` needs before a callback reads
-or writes variables (the next step then trains on what was written).
+TensorFlow, `jax.jit` on JAX, eager torch ops on PyTorch; NumPy on the host
+where it is not compiled) and, on JAX, the `model.jax_state_sync()` that
+`fit` needs before a callback reads or writes variables (the next step then
+trains on what was written).
 """
 
 import contextlib
@@ -86,22 +86,6 @@ class Keras3Frontend:
     self.ops = array_ops.keras_ops()
 
   compile = staticmethod(_compile)
-
-  def update_ops(self, jit_compile):
-    """The namespace the update runs in: NumPy on the host for an update
-    that is not compiled on TensorFlow or JAX (JAX's eager ops would
-    dispatch, and compile, op by op) and on PyTorch with the kernels on the
-    CPU (4-5x faster than eager torch ops, BENCHMARKS.md); else the
-    backend's ops (PyTorch on a GPU runs them eagerly there)."""
-    if self.ops.name == "torch":
-      return array_ops.NUMPY if self._on_cpu() else self.ops
-    if not jit_compile and self.ops.name in ("tensorflow", "jax"):
-      return array_ops.NUMPY
-    return self.ops
-
-  def _on_cpu(self):
-    sparse = self.sparse_weights()
-    return not sparse or sparse[0].weight.value.device.type == "cpu"
 
   def sparse_weights(self):
     return wrapper_lib.sparse_weights(self.model)
