@@ -10,7 +10,9 @@
 # framework sees: the numbers are only GPU numbers where it lists a GPU).
 # Parts, in order of what they settle (BENCHMARKS.md, "GPU"):
 #   1 mask_update : one prune/grow update, threshold vs sort rank, XLA vs
-#                   NumPy, MLPs and ResNet-50 at 224 px (decides "auto").
+#                   NumPy, MLPs and ResNet-50 at 224 px (decides "auto");
+#     mask_update_torch: the same on Keras 3 PyTorch, eager torch ops
+#                   (CUDA) vs NumPy, MLPs (decides PyTorch's "auto").
 #   2 memory      : update peak (GPU allocator) of ResNet-50, float32/weight.
 #   3 step_overhead: ResNet-20 and ResNet-50 amortized step vs dense and
 #                   TF-MOT, tf_keras and Keras 3 (TensorFlow, JAX).
@@ -45,12 +47,15 @@ part() {  # part NAME SECONDS COMMAND...
 } >"$OUT/devices.txt" 2>&1
 cat "$OUT/devices.txt"
 
-part mask_update 120 python3 benchmarks/mask_update.py \
+part mask_update 105 python3 benchmarks/mask_update.py \
   --params=1,5,25 --repeats=5 --steps=3
+part mask_update_torch 40 env KERAS_BACKEND=torch \
+  python3 benchmarks/mask_update.py --frontend=keras3 --params=1,5 \
+  --noresnet50 --rank_methods=threshold --repeats=3 --steps=2
 part memory 90 python3 benchmarks/memory.py --models=resnet50 --steps=3
 part step_overhead 190 python3 benchmarks/step_overhead.py \
   --models=resnet20,resnet50 --image_size=224 --rounds=3
-part end_to_end 150 python3 benchmarks/end_to_end.py --task=paper \
+part end_to_end 140 python3 benchmarks/end_to_end.py --task=paper \
   --repeats=1 --frontends=torch_loop,tf_keras,keras3:tensorflow,keras3:jax \
   --methods=dense,rigl_itop --steps_per_execution=100
 exit $status

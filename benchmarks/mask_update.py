@@ -3,15 +3,20 @@ r"""Time of one prune/grow update against the number of parameters.
 For MLPs of 1024-wide Dense layers with about --params million weights, and
 for the real ResNet-50, this times `itop_tf.MaskUpdater.update` (the update
 `ITOPCallback` runs every Delta T steps: rank, prune, grow, zero the grown
-weights and their momentum, update the union, count R_s) compiled with
-XLA and not (in NumPy on the host), for each rank method of --rank_methods
-("threshold" against "sort", the full sort it replaced), and one training
-step of the same sparse model (XLA-compiled). It prints the ratio of the
-default update (`jit_compile="auto"` for the model's size) to one step, and
-of each update of the first method to the second's in the same mode.
+weights and their momentum, update the union, count R_s) in the backend
+(`jit_compile=True`: XLA on TensorFlow, `jax.jit` on JAX, eager torch ops on
+PyTorch) and in NumPy on the host (`jit_compile=False`), for each rank
+method of --rank_methods ("threshold" against "sort", the full sort it
+replaced), and one training step of the same sparse model (compiled, but
+eager on PyTorch). It prints the ratio of the default update
+(`jit_compile="auto"`) to one step, and of each update of the first method
+to the second's in the same mode. `--frontend=keras3` measures Keras 3 on
+the backend that KERAS_BACKEND names.
 
   python benchmarks/mask_update.py
   python benchmarks/mask_update.py --params=1,5 --noresnet50 --repeats=10
+  KERAS_BACKEND=torch python benchmarks/mask_update.py --frontend=keras3 \
+      --params=0.27,5 --noresnet50
 """
 
 import os
@@ -32,8 +37,10 @@ from launchers import launcher_flags
 from launchers import models
 
 WIDTH = 1024
-# (column name, jit_compile): XLA, or NumPy on the host.
-MODES = (("xla", True), ("numpy", False))
+# (column name, jit_compile): in the backend, or in NumPy on the host.
+MODES = (("backend", True), ("numpy", False))
+# What "in the backend" is, per backend.
+BACKEND_MODE = {"tensorflow": "XLA", "jax": "jax.jit", "torch": "torch ops"}
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -53,6 +60,8 @@ def define_flags(flag_values=flags.FLAGS):
          "Rank methods to time (`itop_tf.MaskUpdater`).")
   define("integer", "repeats", 5, "Timed updates (after one warm-up).")
   define("integer", "steps", 3, "Timed training steps (after one warm-up).")
+  define("enum", "frontend", "tf_keras", "tf_keras, or keras3 on the "
+         "backend KERAS_BACKEND names.", ["tf_keras", "keras3"])
 
   def validate(f):
     if any(float(p) <= 0 for p in f["params"]):
@@ -70,18 +79,68 @@ def define_flags(flag_values=flags.FLAGS):
                                        validate, flag_values=flag_values)
 
 
-def mlp(millions):
+def mlp(millions, keras_module=keras):
   """A build function for an MLP of about `millions` x 1e6 weights."""
   depth = max(1, int(round(millions * 1e6 / (WIDTH * WIDTH))))
+  layers = keras_module.layers
 
   def build():
-    inputs = keras.Input((WIDTH,))
+    inputs = keras_module.Input((WIDTH,))
     x = inputs
     for i in range(depth):
-      x = keras.layers.Dense(WIDTH, activation="relu", name=f"fc{i}")(x)
-    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x))
+      x = layers.Dense(WIDTH, activation="relu", name=f"fc{i}")(x)
+    return keras_module.Model(inputs, layers.Dense(10, name="logits")(x))
 
   return build
+
+
+def keras_module(f):
+  """The Keras of --frontend: tf_keras, or Keras 3."""
+  if f.frontend == "tf_keras":
+    return keras
+  import keras as keras3  # pylint: disable=g-import-not-at-top
+  return keras3
+
+
+def backend(f):
+  """The backend of --frontend: "tensorflow" for tf_keras."""
+  return "tensorflow" if f.frontend == "tf_keras" else (
+      keras_module(f).backend.backend())
+
+
+def sparse_model_and_step(build, batch, f):
+  """The sparse model of `build` and the median time of its training step.
+
+  tf_keras: `harness.make_variant` and its `StepTimer`. Keras 3: `sparsify`
+  and `train_on_batch` on one synthetic batch (`jit_compile` except on
+  PyTorch, where it is `torch.compile`).
+  """
+  if f.frontend == "tf_keras":
+    # No update inside the timed steps: time_updates forces them by hand.
+    variant = harness.make_variant("itop", build, sparsity=f.sparsity,
+                                   update_interval=10**9, total_steps=10**10,
+                                   grow=f.grow)
+    timer = harness.StepTimer(variant, batch)
+    timer.run(1)
+    return variant.model, float(np.median([t for t, _ in timer.run(f.steps)]))
+  k = keras_module(f)
+  k.utils.set_random_seed(1)
+  model = itop_tf.sparsify(build(), sparsity=f.sparsity, grow=f.grow,
+                           schedule=itop_tf.RegrowthSchedule(10**9, 10**10))
+  model.compile(k.optimizers.SGD(0.01, momentum=0.9),
+                k.losses.SparseCategoricalCrossentropy(from_logits=True),
+                jit_compile=backend(f) != "torch")
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((batch,) + tuple(model.input_shape[1:]))
+  x = x.astype(np.float32)
+  y = rng.integers(0, model.output_shape[-1], size=(batch,))
+  model.train_on_batch(x, y)  # builds and compiles
+  times = []
+  for _ in range(f.steps):
+    start = time.perf_counter()
+    model.train_on_batch(x, y)  # returns the loss on the host
+    times.append(time.perf_counter() - start)
+  return model, float(np.median(times))
 
 
 def time_updates(model, jit_compile, repeats, rank_method="auto"):
@@ -99,24 +158,17 @@ def time_updates(model, jit_compile, repeats, rank_method="auto"):
 
 
 def measure(name, build, batch, f):
-  """One row: weights, update times (rank method x XLA on/off), step time."""
-  # No update inside the timed steps: time_updates forces them by hand.
-  variant = harness.make_variant("itop", build, sparsity=f.sparsity,
-                                 update_interval=10**9, total_steps=10**10,
-                                 grow=f.grow)
-  model = variant.model
+  """One row: weights, update times (rank method x mode), step time."""
+  model, step = sparse_model_and_step(build, batch, f)
   weights = sum(r["size"] for r in itop_tf.sparsity_report(model))
-  timer = harness.StepTimer(variant, batch)
-  timer.run(1)
-  step = float(np.median([t for t, _ in timer.run(f.steps)]))
   row = {"model": name, "sparse_weights": weights, "batch": batch,
          "step_s": step}
   for method in f.rank_methods:
     for mode, jit in MODES:
       row[f"update_{method}_{mode}_s"] = time_updates(model, jit, f.repeats,
                                                       method)
-  jit = itop_tf.updaters.resolve_jit_compile("auto", "tensorflow")
-  default = "xla" if jit else "numpy"
+  jit = itop_tf.updaters.resolve_jit_compile("auto", backend(f))
+  default = "backend" if jit else "numpy"
   method = itop_tf.updaters.resolve_rank_method("auto")
   if method not in f.rank_methods:
     method = f.rank_methods[0]
@@ -129,14 +181,14 @@ def _ms(seconds):
   return f"{1e3 * seconds:.1f}"
 
 
-def format_rows(rows, methods):
+def format_rows(rows, methods, backend_name="tensorflow"):
   """Markdown table of `measure` rows."""
+  label = {"backend": BACKEND_MODE[backend_name], "numpy": "NumPy"}
   cols = [(m, mode) for m in methods for mode, _ in MODES]
-  head = " | ".join(f"update, {m}, {'XLA' if mode == 'xla' else 'NumPy'} "
-                    "(ms)" for m, mode in cols)
+  head = " | ".join(f"update, {m}, {label[mode]} (ms)" for m, mode in cols)
   ratio = len(methods) > 1 and methods[0] != methods[1]
-  extra = (f" | {methods[0]} / {methods[1]}, XLA | {methods[0]} / "
-           f"{methods[1]}, NumPy" if ratio else "")
+  extra = "".join(f" | {methods[0]} / {methods[1]}, {label[mode]}"
+                  for mode, _ in MODES) if ratio else ""
   lines = [f"| model | sparse weights | {head} | train step (ms, batch) | "
            f"default update / step{extra} |",
            "|---" * (4 + len(cols) + (2 if ratio else 0)) + "|"]
@@ -156,18 +208,21 @@ def format_rows(rows, methods):
 
 def run(f):
   """Times every model; prints and returns the rows."""
+  k = keras_module(f)
   rows = []
   for p in f.params:
-    rows.append(measure(f"mlp_{p}M", mlp(float(p)), f.mlp_batch_size, f))
-    keras.backend.clear_session()
+    rows.append(measure(f"mlp_{p}M", mlp(float(p), k), f.mlp_batch_size, f))
+    k.backend.clear_session()
   if f.resnet50:
     shape = (f.image_size, f.image_size, 3)
     rows.append(measure(f"resnet50 ({f.image_size}px)",
-                        lambda: models.build("resnet50", shape, 1000),
+                        lambda: models.build("resnet50", shape, 1000,
+                                             keras_module=k),
                         f.batch_size, f))
-  print(f"machine: {harness.machine()}; sparsity={f.sparsity}; "
-        f"grow={f.grow}; median of {f.repeats} updates, {f.steps} steps")
-  print(format_rows(rows, f.rank_methods))
+  print(f"machine: {harness.machine()}; front-end: {f.frontend} "
+        f"({backend(f)}); sparsity={f.sparsity}; grow={f.grow}; median of "
+        f"{f.repeats} updates, {f.steps} steps")
+  print(format_rows(rows, f.rank_methods, backend(f)))
   return rows
 
 
