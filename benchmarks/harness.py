@@ -43,6 +43,7 @@ VARIANTS = ("dense", "tfmot", "itop")
 
 NETWORKS = {
     # name: (launchers.models name, input shape from --image_size, classes)
+    "lenet_300_100": ("lenet_300_100", lambda size: (28, 28, 1), 10),
     "resnet20": ("resnet20_cifar", lambda size: (32, 32, 3), 10),
     "resnet50": ("resnet50", lambda size: (size, size, 3), 1000),
 }
@@ -53,7 +54,8 @@ def define_network_flags(flag_values):
   define = launcher_flags.flag_definer(flag_values)
   define("list", "models", ["resnet20", "resnet50"],
          f"Networks, of {sorted(NETWORKS)}.")
-  define("integer", "batch_size", 128, "ResNet-20 batch size.")
+  define("integer", "batch_size", 128, "Batch size of the networks but "
+         "ResNet-50.")
   define("integer", "resnet50_batch_size", 32, "ResNet-50 batch size.")
   define("integer", "image_size", 64, "ResNet-50 image size (224 in the "
          "paper; smaller keeps a CPU run short).")
@@ -62,10 +64,15 @@ def define_network_flags(flag_values):
       f"--models must be some of {sorted(NETWORKS)}.", flag_values=flag_values)
 
 
+def input_shape(name, f):
+  """The input shape of network `name` under flags `f` (no batch axis)."""
+  return NETWORKS[name][1](f.image_size)
+
+
 def network(name, f):
   """(build function, batch size) of network `name` under flags `f`."""
-  model_name, shape, classes = NETWORKS[name]
-  shape = shape(f.image_size)
+  model_name, _, classes = NETWORKS[name]
+  shape = input_shape(name, f)
   batch = f.resnet50_batch_size if name == "resnet50" else f.batch_size
   return (lambda: models.build(model_name, shape, classes)), batch
 

@@ -22,9 +22,11 @@ script prints each variant's medians and the amortized ratio to the dense
 median of the same run.
 
   python benchmarks/step_overhead.py
-  python benchmarks/step_overhead.py --models=resnet50 --batch_size=64 \
+  python benchmarks/step_overhead.py --models=resnet50 --resnet50_batch_size=64 \
       --image_size=128 --rounds=10
   python benchmarks/step_overhead.py --models=resnet50 --nojit  # graph-mode steps
+  python benchmarks/step_overhead.py --models=lenet_300_100 --steps=100 \
+      --rounds=20     # the quickstart's network, an update every 100 steps
 """
 
 import json
@@ -111,7 +113,7 @@ def measure(name, f):
   rows = summarize(samples, [int(s) for s in f.update_intervals])
   for row in rows:
     row.update(model=name, batch=batch,
-               image_size=32 if name == "resnet20" else f.image_size)
+               image_size=harness.input_shape(name, f)[0])
   return rows
 
 
@@ -124,8 +126,8 @@ def measure_keras3(name, f):
   import keras  # pylint: disable=g-import-not-at-top
   from launchers import models  # pylint: disable=g-import-not-at-top
 
-  model_name, shape, classes = harness.NETWORKS[name]
-  shape = shape(f.image_size)
+  model_name, _, classes = harness.NETWORKS[name]
+  shape = harness.input_shape(name, f)
   batch = f.resnet50_batch_size if name == "resnet50" else f.batch_size
   rng = np.random.default_rng(0)
   x = rng.standard_normal((batch,) + shape).astype(np.float32)
@@ -179,7 +181,7 @@ def measure_keras3(name, f):
   rows = summarize_keras3(rounds, f.steps, [int(s) for s in f.update_intervals])
   for row in rows:
     row.update(model=name, batch=batch,
-               image_size=32 if name == "resnet20" else f.image_size,
+               image_size=harness.input_shape(name, f)[0],
                frontend=f"keras3/{keras.backend.backend()}")
   return rows
 

@@ -68,16 +68,17 @@ def test_make_variant_rejects_an_unknown_kind():
 
 
 def test_step_overhead_smoke_reports_every_variant(capsys):
-  fv = parse(step_overhead, "--models=resnet20", "--batch_size=2",
+  fv = parse(step_overhead, "--models=lenet_300_100", "--batch_size=2",
              "--steps=3", "--rounds=1", "--update_intervals=1,100",
              "--keras3_backends=")
   rows = step_overhead.run(fv)
   assert [r["variant"] for r in rows] == ["dense", "tfmot", "itop"]
   for r in rows:
-    assert r["model"] == "resnet20" and r["batch"] == 2
+    assert r["model"] == "lenet_300_100" and r["batch"] == 2
+    assert r["image_size"] == 28  # the network's, not --image_size's
     assert r["plain_s"] > 0 and r["ratio_dt1"] > 0 and r["ratio_dt100"] > 0
   out = capsys.readouterr().out
-  assert "resnet20 ΔT=100: itop_tf" in out and "itop_tf / TF-MOT" in out
+  assert "lenet_300_100 ΔT=100: itop_tf" in out and "itop_tf / TF-MOT" in out
 
 
 def test_step_overhead_amortizes_the_update_step_against_dense():
