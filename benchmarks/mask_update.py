@@ -16,7 +16,7 @@ the backend that KERAS_BACKEND names.
   python benchmarks/mask_update.py
   python benchmarks/mask_update.py --params=1,5 --noresnet50 --repeats=10
   KERAS_BACKEND=torch python benchmarks/mask_update.py --frontend=keras3 \
-      --params=0.27,5 --noresnet50
+      --params=0.27,5 --noresnet50 --rank_methods=threshold  # eager sort: slow
 """
 
 import os
@@ -94,7 +94,7 @@ def mlp(millions, keras_module=keras):
   return build
 
 
-def keras_module(f):
+def keras_of(f):
   """The Keras of --frontend: tf_keras, or Keras 3."""
   if f.frontend == "tf_keras":
     return keras
@@ -105,7 +105,7 @@ def keras_module(f):
 def backend(f):
   """The backend of --frontend: "tensorflow" for tf_keras."""
   return "tensorflow" if f.frontend == "tf_keras" else (
-      keras_module(f).backend.backend())
+      keras_of(f).backend.backend())
 
 
 def sparse_model_and_step(build, batch, f):
@@ -123,7 +123,7 @@ def sparse_model_and_step(build, batch, f):
     timer = harness.StepTimer(variant, batch)
     timer.run(1)
     return variant.model, float(np.median([t for t, _ in timer.run(f.steps)]))
-  k = keras_module(f)
+  k = keras_of(f)
   k.utils.set_random_seed(1)
   model = itop_tf.sparsify(build(), sparsity=f.sparsity, grow=f.grow,
                            schedule=itop_tf.RegrowthSchedule(10**9, 10**10))
@@ -208,7 +208,7 @@ def format_rows(rows, methods, backend_name="tensorflow"):
 
 def run(f):
   """Times every model; prints and returns the rows."""
-  k = keras_module(f)
+  k = keras_of(f)
   rows = []
   for p in f.params:
     rows.append(measure(f"mlp_{p}M", mlp(float(p), k), f.mlp_batch_size, f))

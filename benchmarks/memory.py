@@ -240,8 +240,7 @@ def run(f):
           f"{r['extra_float32_per_weight']:.2f} |")
   if peaks:
     print(f"\nitop_tf update: jit_compile={update_jit_compile(f)!r}, "
-          f"rank_method="
-          f"{f.rank_method}, group_entries={f.group_entries}")
+          f"rank_method={f.rank_method}, group_entries={f.group_entries}")
     print(f"| model | variant | peak, {where} (MiB) | over dense (MiB) | "
           "over dense, float32 / sparse weight |")
     print("|---|---|---|---|---|")

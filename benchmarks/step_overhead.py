@@ -22,8 +22,8 @@ script prints each variant's medians and the amortized ratio to the dense
 median of the same run.
 
   python benchmarks/step_overhead.py
-  python benchmarks/step_overhead.py --models=resnet50 --resnet50_batch_size=64 \
-      --image_size=128 --rounds=10
+  python benchmarks/step_overhead.py --models=resnet50 \
+      --resnet50_batch_size=64 --image_size=128 --rounds=10
   python benchmarks/step_overhead.py --models=resnet50 --nojit  # graph-mode steps
   python benchmarks/step_overhead.py --models=lenet_300_100 --steps=100 \
       --rounds=20     # the quickstart's network, an update every 100 steps

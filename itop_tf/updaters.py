@@ -239,6 +239,7 @@ def resolve_jit_compile(jit_compile, backend="tensorflow"):
   backend compiles (XLA on TensorFlow, `jax.jit` on JAX; PyTorch is never
   compiled, `torch.compile` took minutes for small models, so its update
   runs in eager torch ops). False: in NumPy on the host (`array_ops.NUMPY`).
+
   The rule of "auto", from measurements (BENCHMARKS.md):
 
   - With a GPU or TPU (PyTorch: CUDA): True (assumed faster there, not yet
@@ -344,8 +345,8 @@ class MaskUpdater:
     jit_compile: True, False or "auto" (default). True runs the update in
       the backend, compiled: XLA on TensorFlow, `jax.jit` on JAX (PyTorch:
       eager torch ops, never compiled); False in NumPy on the host. "auto"
-      is True with a GPU or TPU, False on a CPU, where NumPy measured
-      faster (see `resolve_jit_compile`).
+      is True with a GPU or TPU (PyTorch: CUDA), False on a CPU, where
+      NumPy measured faster (see `resolve_jit_compile`).
     rank_method: how each kernel finds its `k` entries to prune and grow
       (`core.rank_select`; every method gives the same masks): "auto"
       (default) or "threshold" (a radix search on the float bits; in NumPy

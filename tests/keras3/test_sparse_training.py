@@ -281,4 +281,3 @@ def test_group_by_group_and_sort_rank_update_as_one_threshold_call():
     np.testing.assert_array_equal(c, b)
     np.testing.assert_array_equal(d, b)
     np.testing.assert_array_equal(e, b)
-
