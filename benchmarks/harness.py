@@ -182,6 +182,35 @@ def synthetic_batches(model, batch_size, seed=0):
   return tf.data.Dataset.from_tensors((x, y)).repeat()
 
 
+def make_keras3_model(kind, build, sparsity=0.9, update_interval=100,
+                      grow="gradient", jit_compile=True, total_steps=10**6,
+                      distribution="erk"):
+  """The Keras 3 twin of `make_variant`, dense or itop_tf only.
+
+  Args:
+    kind: "dense" or "itop".
+    build: returns a fresh dense Keras 3 model (logits out).
+    sparsity, update_interval, grow, total_steps, distribution: as in
+      `make_variant`.
+    jit_compile: `model.compile(jit_compile=...)`.
+
+  Returns:
+    (compiled model, callbacks): `[ITOPCallback()]` for "itop".
+  """
+  import keras as keras3  # pylint: disable=g-import-not-at-top
+  keras3.utils.set_random_seed(1)
+  model = build()
+  callbacks = []
+  if kind == "itop":
+    model = itop_tf.sparsify(
+        model, sparsity=sparsity, grow=grow, distribution=distribution,
+        schedule=itop_tf.RegrowthSchedule(update_interval, total_steps))
+    callbacks.append(itop_tf.ITOPCallback())
+  model.compile(keras3.optimizers.SGD(0.01, momentum=0.9),
+                keras3.losses.SparseCategoricalCrossentropy(from_logits=True),
+                jit_compile=jit_compile)
+  return model, callbacks
+
 class StepTimer:
   """Times single training steps of a `Variant` as `model.fit` runs them.
 

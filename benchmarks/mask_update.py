@@ -111,9 +111,9 @@ def backend(f):
 def sparse_model_and_step(build, batch, f):
   """The sparse model of `build` and the median time of its training step.
 
-  tf_keras: `harness.make_variant` and its `StepTimer`. Keras 3: `sparsify`
-  and `train_on_batch` on one synthetic batch (`jit_compile` except on
-  PyTorch, where it is `torch.compile`).
+  tf_keras: `harness.make_variant` and its `StepTimer`. Keras 3:
+  `harness.make_keras3_model` and `train_on_batch` on one synthetic batch
+  (`jit_compile` except on PyTorch, where it is `torch.compile`).
   """
   if f.frontend == "tf_keras":
     # No update inside the timed steps: time_updates forces them by hand.
@@ -123,13 +123,10 @@ def sparse_model_and_step(build, batch, f):
     timer = harness.StepTimer(variant, batch)
     timer.run(1)
     return variant.model, float(np.median([t for t, _ in timer.run(f.steps)]))
-  k = keras_of(f)
-  k.utils.set_random_seed(1)
-  model = itop_tf.sparsify(build(), sparsity=f.sparsity, grow=f.grow,
-                           schedule=itop_tf.RegrowthSchedule(10**9, 10**10))
-  model.compile(k.optimizers.SGD(0.01, momentum=0.9),
-                k.losses.SparseCategoricalCrossentropy(from_logits=True),
-                jit_compile=backend(f) != "torch")
+  # No ITOPCallback: time_updates forces the updates by hand.
+  model, _ = harness.make_keras3_model(
+      "itop", build, sparsity=f.sparsity, update_interval=10**9,
+      grow=f.grow, total_steps=10**10, jit_compile=backend(f) != "torch")
   rng = np.random.default_rng(0)
   x = rng.standard_normal((batch,) + tuple(model.input_shape[1:]))
   x = x.astype(np.float32)

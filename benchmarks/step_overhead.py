@@ -149,18 +149,11 @@ def measure_keras3(name, f):
 
   variants = {}
   for kind in ("dense", "itop"):
-    keras.utils.set_random_seed(1)
-    model = models.build(model_name, shape, classes, keras_module=keras)
-    callbacks = []
-    if kind == "itop":
-      model = itop_tf.sparsify(
-          model, sparsity=f.sparsity, grow="gradient",
-          distribution=f.distribution,
-          schedule=itop_tf.RegrowthSchedule(f.steps, 10**6))
-      callbacks.append(itop_tf.ITOPCallback())
-    model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=f.jit)
+    model, callbacks = harness.make_keras3_model(
+        kind, lambda: models.build(model_name, shape, classes,
+                                   keras_module=keras),
+        sparsity=f.sparsity, update_interval=f.steps, jit_compile=f.jit,
+        distribution=f.distribution)
     timer = Timer()
     variants[kind] = (model, callbacks + [timer], timer)
 
