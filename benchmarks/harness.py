@@ -211,6 +211,7 @@ def make_keras3_model(kind, build, sparsity=0.9, update_interval=100,
                 jit_compile=jit_compile)
   return model, callbacks
 
+
 class StepTimer:
   """Times single training steps of a `Variant` as `model.fit` runs them.
 

@@ -244,10 +244,10 @@ def resolve_jit_compile(jit_compile, backend="tensorflow"):
 
   - With a GPU or TPU (PyTorch: CUDA): True (assumed faster there, not yet
     measured).
-  - On a CPU: False. NumPy measured as fast as the compiled update or
-    faster at every size (one update: LeNet-300-100 11-21 ms,
-    XLA and `jax.jit` about the same; 1M weights 48-52 against 41-56 ms with
-    XLA; 25M 1026 against 1163 ms; ResNet-50 1191 against 1352 ms) and has
+  - On a CPU: False. NumPy measured within 5-30 ms of the compiled update
+    either way up to 5M weights and faster above (one update: LeNet-300-100
+    11-21 ms, XLA and `jax.jit` about the same; 1M weights 33-52 against
+    34-56 ms; 25M 1026 against 1163 ms; ResNet-50 1191 against 1352 ms) and has
     nothing to compile (XLA's first LeNet update took 4.6 s, `jax.jit`'s
     1.1-1.3 s, graph mode's trace 0.2-0.3 s), with a lower peak (ResNet-50:
     0.27 float32 per sparse weight against XLA's 1.01), and 2.6-5x faster

@@ -1,4 +1,4 @@
-"""`core.rank_select` on TensorFlow and NumPy: every method gives numpy's answer.
+"""`core.rank_select` on TensorFlow and NumPy: every method, numpy's answer.
 
 The "threshold" method (radix search on the float bits; in NumPy one
 partition) replaced the full sort; "sort" stays as the reference. Each must
