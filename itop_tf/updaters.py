@@ -167,9 +167,17 @@ def compiled_update(frontend, jit_compile, rank, signature):
   return fn
 
 
+def _leaves(x):
+  """The tensors of nested lists/tuples `x` (no TensorFlow: any backend)."""
+  if isinstance(x, (list, tuple)):
+    for y in x:
+      yield from _leaves(y)
+  else:
+    yield x
+
+
 def _signature(*tensor_lists):
-  return tuple((tuple(x.shape), str(x.dtype))
-               for xs in tensor_lists for x in tf.nest.flatten(xs))
+  return tuple((tuple(x.shape), str(x.dtype)) for x in _leaves(tensor_lists))
 
 
 class TFKerasFrontend:
