@@ -1,5 +1,7 @@
 """Keras 3 front-end: the invariants of DESIGN.md during `fit`, this backend."""
 
+import threading
+
 import keras
 import numpy as np
 import pytest
@@ -281,3 +283,57 @@ def test_group_by_group_and_sort_rank_update_as_one_threshold_call():
     np.testing.assert_array_equal(c, b)
     np.testing.assert_array_equal(d, b)
     np.testing.assert_array_equal(e, b)
+
+
+class _RecordingITOPCallback(itop_tf.ITOPCallback):
+  """ITOPCallback recording whether Keras ran its batch-end hook off-thread."""
+
+  def __init__(self):
+    super().__init__()
+    self.off_thread = 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    if threading.get_ident() != self._fit_thread:
+      self.off_thread += 1
+    super().on_train_batch_end(batch, logs)
+
+
+class _InStep(keras.callbacks.Callback):
+  """A batch-end hook that is not async-safe: Keras then runs every hook in
+  step with training."""
+
+  def on_train_batch_end(self, batch, logs=None):
+    del batch, logs
+
+
+def _fit_state(*extra_callbacks):
+  keras.utils.set_random_seed(0)
+  model = k3util.compile_model(k3util.sparse_mlp(grow="gradient", interval=2,
+                                                 total=40))
+  x, y = k3util.toy_data(n=128)  # 4 steps an epoch: every other update
+  callback = _RecordingITOPCallback()  # falls on an epoch's last step
+  history = model.fit(x, y, batch_size=32, epochs=3, verbose=0, shuffle=False,
+                      callbacks=[callback, *extra_callbacks])
+  k3util.sync(model)
+  state = [k3util.value(v) for sw in k3util.kernels(model)
+           for v in (sw.mask, sw.weight, sw.ever_active)]
+  return state, history.history["itop_rate"], callback
+
+
+def test_async_dispatch_trains_exactly_as_a_run_in_step():
+  # On JAX and PyTorch Keras runs async-safe batch-end hooks in a thread of
+  # its own; ITOPCallback then updates at the next batch's start or at epoch
+  # end. A missed, late (after the next step) or doubled update, or one run
+  # from Keras' thread, gives other masks or weights than the run that a
+  # non-async-safe callback keeps in step.
+  async_state, async_rates, async_cb = _fit_state()
+  step_state, step_rates, step_cb = _fit_state(_InStep())
+  assert step_cb.off_thread == 0
+  if keras.src.backend.IS_THREAD_SAFE:  # JAX, PyTorch: not TensorFlow
+    assert async_cb.off_thread > 0
+  assert async_cb.updater.last_stats["step"] == step_cb.updater.last_stats[
+      "step"] == 12
+  np.testing.assert_allclose(async_rates, step_rates, rtol=1e-6)
+  assert async_rates[0] > 0.2  # updates ran in the first epoch
+  for a, s in zip(async_state, step_state):
+    np.testing.assert_allclose(a, s, rtol=1e-5, atol=1e-6)
