@@ -113,6 +113,9 @@ class _TensorFlowOps:
   def count(self, x):
     return self.tf.reduce_sum(self.tf.cast(x, self.tf.int32))
 
+  def stack(self, xs):
+    return self.tf.stack(xs)
+
   def max(self, x):
     return self.tf.reduce_max(x)
 
@@ -135,7 +138,7 @@ class _KerasOps:
   def __getattr__(self, name):
     # cast, reshape, where, isnan, isfinite, abs, clip, zeros_like, less,
     # less_equal, greater, greater_equal, equal, cumsum, logical_and/or/not,
-    # max, fori_loop: keras.ops has them with these names.
+    # max, stack, fori_loop: keras.ops has them with these names.
     return getattr(self.ops, name)
 
   def full_like(self, x, value):
@@ -274,6 +277,8 @@ class _NumpyOps:
   def count(x):
     return np.int32(np.count_nonzero(x))
 
+  stack = staticmethod(np.stack)
+
   @staticmethod
   def kth_largest(key, k):
     """`core.kth_largest_key` by one `np.partition` instead of 32 passes."""
@@ -298,9 +303,11 @@ TF = _TensorFlowOps()
 NUMPY = _NumpyOps()
 
 
-def _to_numpy(structure):
+def to_numpy(structure):
+  """`structure` (a tensor of any backend, or lists/tuples of them) on the
+  host as NumPy arrays, in one read per tensor."""
   if isinstance(structure, (list, tuple)):
-    return type(structure)(_to_numpy(x) for x in structure)
+    return type(structure)(to_numpy(x) for x in structure)
   if hasattr(structure, "detach"):  # a torch tensor (its grad left behind)
     structure = structure.detach().cpu()
   return np.asarray(structure)
@@ -317,7 +324,7 @@ def on_host(fn):
   2
   """
   def call(*args):
-    return fn(*_to_numpy(args))
+    return fn(*to_numpy(args))
   return call
 
 

@@ -158,8 +158,14 @@ def compiled_update(frontend, jit_compile, rank, signature):
     ops = update_ops(frontend, jit_compile)
 
     def update(masks, weights, unions, scores, slots, ks):
-      return core.update_kernels(masks, weights, unions, scores, slots, ks,
-                                 ops, rank)
+      (new_m, new_w, new_u, new_s, regrown, thresholds, non_finite,
+       drifted) = core.update_kernels(masks, weights, unions, scores, slots,
+                                      ks, ops, rank)
+      # The counts as one vector: one read to the host, not three per kernel
+      # (on an H100 each small read cost about 0.15 ms, ResNet-20's 63 reads
+      # a third of its update).
+      counts = ops.stack(regrown + non_finite + drifted)
+      return new_m, new_w, new_u, new_s, thresholds, counts
 
     # Not compiled: NumPy on the host.
     fn = _COMPILED[key] = (array_ops.on_host(update) if ops is array_ops.NUMPY
@@ -599,8 +605,8 @@ class MaskUpdater:
     compute = compiled_update(
         fe, self.jit_compile, self.rank_method,
         _signature(masks, weights, unions, scores, slots))
-    (new_m, new_w, new_u, new_s, counts, thresholds, non_finite,
-     drifted) = compute(masks, weights, unions, scores, slots, ks)
+    new_m, new_w, new_u, new_s, thresholds, counts = compute(
+        masks, weights, unions, scores, slots, ks)
     for sw, m, wt, u, s, sv, t in zip(group, new_m, new_w, new_u, new_s,
                                       slot_vars, thresholds):
       fe.assign(sw.mask, m)
@@ -609,8 +615,9 @@ class MaskUpdater:
       fe.assign(sw.threshold, t)
       for var, val in zip(sv, s):
         fe.assign(var, val)
-    return ([int(c) for c in counts], [int(c) for c in non_finite],
-            [int(c) for c in drifted])
+    counts = array_ops.to_numpy(counts).tolist()
+    n = len(group)
+    return counts[:n], counts[n:2 * n], counts[2 * n:]
 
   def exploration_rate(self):
     """Global ITOP rate R_s: ever-active weights over all sparse weights."""
