@@ -13,6 +13,8 @@ import itop_tf
 from conftest import write_fashion_mnist
 from benchmarks import end_to_end
 from benchmarks import harness
+from benchmarks import keras3_memory
+from benchmarks import keras3_steps
 from benchmarks import mask_update
 from benchmarks import memory
 from benchmarks import reproduce
@@ -552,3 +554,18 @@ def test_gpu_script_is_valid_bash_and_passes_flags_each_benchmark_knows():
     parse(modules[name], *args.split())  # raises on an unknown flag
   limits = [int(n) for n in re.findall(r"^part \w+ (\d+) ", text, re.M)]
   assert len(limits) == len(calls) and sum(limits) < 600 - 30
+
+
+def test_keras3_gpu_script_runs_known_benchmarks_without_tensorflow():
+  path = os.path.join(os.path.dirname(__file__), "..", "benchmarks",
+                      "gpu_keras3.sh")
+  subprocess.run(["bash", "-n", path], check=True)
+  text = open(path).read().replace("\\\n", " ")
+  calls = re.findall(r"^part (\w+) (\d+) (\w+) (\w+)([^\n]*)", text, re.M)
+  modules = {"mask_update": mask_update, "step_overhead": step_overhead,
+             "keras3_memory": keras3_memory, "keras3_steps": keras3_steps}
+  assert {c[3] for c in calls} == set(modules)
+  assert {c[2] for c in calls} == {"jax", "torch"}
+  for _, _, _, name, args in calls:
+    parse(modules[name], *args.split())  # raises on an unknown flag
+  assert sum(int(c[1]) for c in calls) < 600 - 30

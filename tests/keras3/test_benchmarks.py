@@ -1,10 +1,18 @@
 """The benchmarks' Keras 3 mode on this backend (`--frontend=keras3`)."""
 
+import os
+import subprocess
+import sys
+
 from absl import flags
+import pytest
 
 import itop_tf
 import k3util
+from benchmarks import keras3_memory
+from benchmarks import keras3_steps
 from benchmarks import mask_update
+from benchmarks import without_tensorflow
 
 
 def test_mask_update_times_the_update_in_the_backend_and_in_numpy(capsys):
@@ -24,3 +32,56 @@ def test_mask_update_times_the_update_in_the_backend_and_in_numpy(capsys):
   assert f"front-end: keras3 ({k3util.BACKEND})" in out
   label = mask_update.BACKEND_MODE[k3util.BACKEND]
   assert f"update, threshold, {label} (ms)" in out
+
+
+def _flags(module, *args):
+  fv = flags.FlagValues()
+  module.define_flags(fv)
+  fv(["prog", *args])
+  return fv
+
+
+def test_keras3_steps_times_each_variant_and_the_default_update(capsys):
+  row = keras3_steps.run(_flags(keras3_steps, "--steps=2", "--rounds=1",
+                                "--updates=1", "--batch_size=16"))
+  assert sorted(row["step_s"]) == sorted(keras3_steps.VARIANTS)
+  assert all(t > 0 for t in row["step_s"].values())
+  assert row["update_s"] > 0
+  assert row["update_jit_compile"] == itop_tf.updaters.resolve_jit_compile(
+      "auto", k3util.BACKEND)
+  assert "| dense | set_nocb | set | rigl_nocb | rigl |" in (
+      capsys.readouterr().out)
+
+
+def test_keras3_memory_prints_one_row_per_update_and_mode():
+  rows = keras3_memory.run(_flags(keras3_memory, "--model=lenet_300_100",
+                                  "--updates=1"))
+  assert [r["jit_compile"] for r in rows] == [True, False]
+  assert all(r["sparse_weights"] == 266200 for r in rows)
+
+
+def test_without_tensorflow_refuses_a_process_that_has_it():
+  # Here TensorFlow is loaded (itop_tf imports it), and on the TensorFlow
+  # backend Keras needs it: both would measure with TensorFlow present.
+  with pytest.raises(ValueError, match="KERAS_BACKEND=jax or torch"
+                     if k3util.BACKEND == "tensorflow" else
+                     "already imported"):
+    without_tensorflow.import_without_tensorflow("itop_tf")
+
+
+@pytest.mark.skipif(k3util.BACKEND == "tensorflow",
+                    reason="Keras 3 on TensorFlow needs TensorFlow.")
+def test_keras3_path_trains_and_updates_where_tensorflow_is_absent():
+  # The GPU machine has JAX and PyTorch but no TensorFlow: sparsify, fit with
+  # ITOPCallback and MaskUpdater.update must not touch it on these backends
+  # (a tf.nest call in the shared update path once did).
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  out = subprocess.run(
+      [sys.executable, "benchmarks/without_tensorflow.py", "keras3_steps",
+       "--steps=2", "--rounds=1", "--updates=1", "--batch_size=16"],
+      cwd=root, env=dict(os.environ, KERAS_BACKEND=k3util.BACKEND),
+      capture_output=True, text=True, timeout=600, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "no TensorFlow" in out.stdout
+  assert "TensorFlow modules loaded: none" in out.stdout

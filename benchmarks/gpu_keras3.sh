@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The Keras 3 GPU figures on a machine with JAX and PyTorch but no
+# TensorFlow (the GPU machine lent to this project: TensorFlow and its CUDA 12
+# libraries do not fit what a call may carry there). Every benchmark runs
+# through benchmarks/without_tensorflow.py, which lets itop_tf import without
+# TensorFlow and fails on any use of it. Under 10 minutes on one H100:
+#
+#   bash benchmarks/gpu_keras3.sh [OUT_DIR]     # default OUT_DIR: gpu_results
+#
+# It needs Keras 3 (carry the wheels of keras, namex and optree where it is
+# missing). It writes OUT_DIR/<part>.txt and OUT_DIR/devices.txt.
+#   mask_update_*  : one update in the backend (jax.jit, eager torch ops on
+#                    CUDA) against NumPy on the host: settles "auto" on GPU.
+#   memory_*       : accelerator memory one ResNet-50 update adds.
+#   steps_*        : a plain step's cost per part of itop_tf (masking, RigL's
+#                    gradient capture, ITOPCallback) and one update.
+#   step_overhead  : ResNet-50 at 224 px, amortized step against dense.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-gpu_results}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+status=0
+
+part() {  # part NAME SECONDS BACKEND MODULE FLAGS...
+  local name=$1 limit=$2 backend=$3
+  shift 3
+  echo "== $name (limit ${limit}s, KERAS_BACKEND=$backend): $*"
+  local start=$SECONDS
+  KERAS_BACKEND=$backend timeout "$limit" python3 \
+    benchmarks/without_tensorflow.py "$@" >"$OUT/$name.txt" 2>&1
+  local rc=$?
+  echo "   rc=$rc in $((SECONDS - start))s"
+  [ "$rc" -eq 0 ] || status=1
+}
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv \
+    2>&1 || true
+  python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
+  python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+} >"$OUT/devices.txt" 2>&1
+cat "$OUT/devices.txt"
+
+part mask_update_jax 110 jax mask_update --frontend=keras3 \
+  --params=1,5,25 --noresnet50 --repeats=5 --steps=3
+part mask_update_jax_resnet50 60 jax mask_update --frontend=keras3 \
+  --params=0.27 --rank_methods=threshold --repeats=3 --steps=2
+part mask_update_torch 80 torch mask_update --frontend=keras3 \
+  --params=1,5,25 --rank_methods=threshold --repeats=3 --steps=3
+part memory_jax 60 jax keras3_memory --model=resnet50 --image_size=224
+part memory_torch 45 torch keras3_memory --model=resnet50 --image_size=224
+part steps_jax_resnet20 80 jax keras3_steps --model=resnet20_cifar \
+  --steps=100 --rounds=3
+part steps_jax_lenet 40 jax keras3_steps --model=lenet_300_100 --steps=200 \
+  --rounds=3
+part step_overhead 90 jax step_overhead --keras3_child=1 --models=resnet50 \
+  --image_size=224 --rounds=3
+exit $status
