@@ -30,17 +30,20 @@ class ITOPCallback(keras.callbacks.Callback):
   batch-end callback is async-safe too (the progress bar and `History` are),
   Keras runs batch-end hooks in a thread of its own, so the host keeps
   queueing steps instead of waiting for each (on an H100 this callback
-  otherwise cost SET 1.3-1.6x a plain sparse step on ResNet-20 and
+  otherwise cost SET 1.3-1.55x a plain sparse step on ResNet-20 and
   LeNet-300-100; now 1.01-1.04x). The update due after a step then runs at
   the start of the next batch, or at epoch end after the epoch's last step:
   the same training, step for step (tested), but that step's logs show R_s
-  from before the update, and a callback that saves at epoch end should
-  come after `ITOPCallback` in `callbacks` for its checkpoint to hold the
-  update. A callback that is not async-safe (a batch-level
-  `ModelCheckpoint`, say) makes Keras run every hook in step, and the
-  update at the step's end. Under `log_dir` it writes TensorBoard
-  scalars `itop/exploration_rate` (global and per layer),
-  `itop/density/<layer>`, `itop/regrown/<layer>` and `itop/prune_fraction`.
+  from before the update. A callback that is not async-safe makes Keras run
+  every hook in step, and the update at the step's end: Keras'
+  `ModelCheckpoint`, `BackupAndRestore`, `TensorBoard` and `TerminateOnNaN`
+  are such. A checkpoint callback of your own that saves at epoch end with
+  no batch-end hook should come after `ITOPCallback` in `callbacks`, so that
+  its checkpoint holds an update due at the epoch's last step.
+
+  Under `log_dir` it writes TensorBoard scalars `itop/exploration_rate`
+  (global and per layer), `itop/density/<layer>`, `itop/regrown/<layer>` and
+  `itop/prune_fraction`.
 
   It replaces TF-MOT's `UpdatePruningStep`, which is not needed (and does no
   harm: it only re-applies the masks at epoch end).

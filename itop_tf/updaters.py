@@ -256,8 +256,10 @@ def resolve_jit_compile(jit_compile, backend="tensorflow"):
 
   The rule of "auto", from measurements (BENCHMARKS.md):
 
-  - With a GPU or TPU (PyTorch: CUDA): True (assumed faster there, not yet
-    measured).
+  - With a GPU or TPU (PyTorch: CUDA): True. Measured on an H100 for JAX
+    (`jax.jit` 12-30x faster than NumPy from 1M weights to ResNet-50) and
+    PyTorch (eager CUDA ops 2.7-9x); XLA on a TensorFlow GPU is assumed, not
+    yet measured.
   - On a CPU: False. NumPy measured within 5-30 ms of the compiled update
     either way up to 5M weights and faster above (one update: LeNet-300-100
     11-21 ms, XLA and `jax.jit` about the same; 1M weights 33-52 against
