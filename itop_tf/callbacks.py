@@ -125,11 +125,10 @@ class ITOPCallback(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     if threading.get_ident() != self._fit_thread:
       return  # Keras' thread (async dispatch): see on_train_batch_begin
-    if self._catch_up(batch + 1) and logs is not None:
-      logs[metrics.METRIC_NAME] = self._rate
+    updated = self._catch_up(batch + 1)
     # The metric in the logs was read before this update; a train function
     # traced before the metric was attached has none.
-    if logs is not None and metrics.METRIC_NAME not in logs:
+    if logs is not None and (updated or metrics.METRIC_NAME not in logs):
       logs[metrics.METRIC_NAME] = self._rate
 
   def _catch_up(self, done_in_epoch):
