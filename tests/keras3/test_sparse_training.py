@@ -313,8 +313,10 @@ def _fit_state(*extra_callbacks, steps_per_execution=1):
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 jit_compile=k3util.JIT,
                 steps_per_execution=steps_per_execution)
-  x, y = k3util.toy_data(n=128)  # 4 steps an epoch: every other update
-  callback = _RecordingITOPCallback()  # falls on an epoch's last step
+  # 4 steps an epoch and an update every 2: every other update falls on an
+  # epoch's last step.
+  x, y = k3util.toy_data(n=128)
+  callback = _RecordingITOPCallback()
   history = model.fit(x, y, batch_size=32, epochs=3, verbose=0, shuffle=False,
                       callbacks=[callback, *extra_callbacks])
   k3util.sync(model)
