@@ -50,7 +50,7 @@ part mask_update_torch 80 torch mask_update --frontend=keras3 \
   --params=1,5,25 --rank_methods=threshold --repeats=3 --steps=3
 part memory_jax 60 jax keras3_memory --model=resnet50 --image_size=224
 part memory_torch 45 torch keras3_memory --model=resnet50 --image_size=224
-part steps_jax_resnet20 80 jax keras3_steps --model=resnet20_cifar \
+part steps_jax_resnet20 80 jax keras3_steps --model=resnet20 \
   --steps=100 --rounds=3
 part steps_jax_lenet 40 jax keras3_steps --model=lenet_300_100 --steps=200 \
   --rounds=3

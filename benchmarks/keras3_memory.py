@@ -35,17 +35,10 @@ from launchers import models
 def define_flags(flag_values=flags.FLAGS):
   """Defines the benchmark's flags on `flag_values`."""
   define = launcher_flags.flag_definer(flag_values)
-  define("enum", "model", "resnet50", "Network.",
-         ["resnet50", "resnet20_cifar", "lenet_300_100"])
+  define("enum", "model", "resnet50", "Network.", sorted(harness.NETWORKS))
   define("integer", "image_size", 224, "ResNet-50 image size.")
   define("integer", "updates", 3, "Updates per mode (the first compiles).")
   define("float", "sparsity", 0.9, "Sparsity.")
-
-
-def _shape(f):
-  return {"resnet50": (f.image_size, f.image_size, 3),
-          "resnet20_cifar": (32, 32, 3),
-          "lenet_300_100": (28, 28, 1)}[f.model]
 
 
 def device_memory(backend):
@@ -72,9 +65,10 @@ def run(f):
   """Measures the updates; prints one JSON row each and returns them."""
   import keras  # pylint: disable=g-import-not-at-top
   backend = keras.backend.backend()
-  classes = 1000 if f.model == "resnet50" else 10
+  model_name, _, classes = harness.NETWORKS[f.model]
+  shape = harness.input_shape(f.model, f)
   model, _ = harness.make_keras3_model(
-      "itop", lambda: models.build(f.model, _shape(f), classes,
+      "itop", lambda: models.build(model_name, shape, classes,
                                    keras_module=keras),
       sparsity=f.sparsity, update_interval=10**8, total_steps=10**9,
       jit_compile=backend != "torch")

@@ -16,7 +16,7 @@ Then the median time of one `MaskUpdater.update` of the RigL model, in the
 default mode (`jit_compile="auto"`), and with --profile its cProfile.
 
   python benchmarks/keras3_steps.py --model=lenet_300_100
-  KERAS_BACKEND=jax python benchmarks/keras3_steps.py --model=resnet20_cifar \
+  KERAS_BACKEND=jax python benchmarks/keras3_steps.py --model=resnet20 \
       --steps=100 --rounds=3
 """
 
@@ -39,14 +39,14 @@ from launchers import launcher_flags
 from launchers import models
 
 VARIANTS = ("dense", "set_nocb", "set", "rigl_nocb", "rigl")
-SHAPES = {"lenet_300_100": (28, 28, 1), "resnet20_cifar": (32, 32, 3)}
 
 
 def define_flags(flag_values=flags.FLAGS):
   """Defines the benchmark's flags on `flag_values`."""
   define = launcher_flags.flag_definer(flag_values)
-  define("enum", "model", "lenet_300_100", "Network (10 classes).",
-         sorted(SHAPES))
+  define("enum", "model", "lenet_300_100", "Network.",
+         sorted(harness.NETWORKS))
+  define("integer", "image_size", 224, "ResNet-50 image size.")
   for name, default, help_text in (
       ("batch_size", 128, "Batch size."),
       ("steps", 200, "Steps per variant per round."),
@@ -61,12 +61,13 @@ def define_flags(flag_values=flags.FLAGS):
 def make_variants(f):
   """{variant: (compiled model, callbacks)}, no update in 10**8 steps."""
   import keras  # pylint: disable=g-import-not-at-top
-  shape = SHAPES[f.model]
+  model_name, _, classes = harness.NETWORKS[f.model]
+  shape = harness.input_shape(f.model, f)
   out = {}
   for kind in VARIANTS:
     model, callbacks = harness.make_keras3_model(
         "dense" if kind == "dense" else "itop",
-        lambda: models.build(f.model, shape, 10, keras_module=keras),
+        lambda: models.build(model_name, shape, classes, keras_module=keras),
         sparsity=f.sparsity, update_interval=10**8, total_steps=10**9,
         grow="gradient" if kind.startswith("rigl") else "random",
         jit_compile=keras.backend.backend() != "torch")
@@ -79,8 +80,10 @@ def run(f):
   import keras  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   n = f.batch_size * f.steps
-  x = rng.standard_normal((n,) + SHAPES[f.model]).astype(np.float32)
-  y = rng.integers(0, 10, size=(n,)).astype(np.int32)
+  _, _, classes = harness.NETWORKS[f.model]
+  x = rng.standard_normal((n,) + harness.input_shape(f.model, f))
+  x = x.astype(np.float32)
+  y = rng.integers(0, classes, size=(n,)).astype(np.int32)
   variants = make_variants(f)
 
   def epoch(kind):

@@ -17,7 +17,7 @@ so a run cut short by a time limit keeps the rows it made.
   KERAS_BACKEND=jax python benchmarks/without_tensorflow.py mask_update \
       --frontend=keras3 --params=1,5,25
   KERAS_BACKEND=jax python benchmarks/without_tensorflow.py keras3_steps \
-      --model=resnet20_cifar --steps=100
+      --model=resnet20 --steps=100
   KERAS_BACKEND=torch python benchmarks/without_tensorflow.py keras3_memory
   KERAS_BACKEND=jax python benchmarks/without_tensorflow.py step_overhead \
       --keras3_child=1 --models=resnet50 --image_size=224 --rounds=3
