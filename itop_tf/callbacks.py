@@ -97,6 +97,7 @@ class ITOPCallback(keras.callbacks.Callback):
     self._fit_thread = None
 
   def on_train_begin(self, logs=None):
+    self._fit_thread = threading.get_ident()  # Keras calls this one in step
     self.updater = updaters.MaskUpdater(
         self.model, self.model.optimizer, jit_compile=self.jit_compile,
         rank_method=self.rank_method, group_entries=self.group_entries)
@@ -116,7 +117,6 @@ class ITOPCallback(keras.callbacks.Callback):
     self._done_in_epoch = 0  # the epoch's batches counted into self._step
 
   def on_train_batch_begin(self, batch, logs=None):
-    self._fit_thread = threading.get_ident()
     # Under Keras 3's async dispatch the last batch's end ran (or runs) in
     # Keras' thread: its update, if due, runs here, before this step.
     self._catch_up(batch)
