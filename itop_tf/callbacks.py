@@ -41,6 +41,12 @@ class ITOPCallback(keras.callbacks.Callback):
   no batch-end hook should come after `ITOPCallback` in `callbacks`, so that
   its checkpoint holds an update due at the epoch's last step.
 
+  On Keras 3 with grow="gradient" (RigL) it trains with two train
+  functions (`itop_tf.keras3.updaters.TrainFunctions`): the step before an
+  update writes the dense gradient RigL grows by, the others do not
+  (tf_keras arms a flag variable for that step instead). The second
+  function is traced once per compiled model.
+
   Under `log_dir` it writes TensorBoard scalars `itop/exploration_rate`
   (global and per layer), `itop/density/<layer>`, `itop/regrown/<layer>` and
   `itop/prune_fraction`.
@@ -95,6 +101,7 @@ class ITOPCallback(keras.callbacks.Callback):
     self.async_safe = True
     self._rate = None
     self._fit_thread = None
+    self._functions = None
 
   def on_train_begin(self, logs=None):
     self._fit_thread = threading.get_ident()  # Keras calls this one in step
@@ -108,6 +115,10 @@ class ITOPCallback(keras.callbacks.Callback):
     if spe is None:  # Keras 3 keeps a Python int
       spe = getattr(self.model, "steps_per_execution", 1)
     self._spe = int(spe.numpy()) if hasattr(spe, "numpy") else int(spe or 1)
+    # Keras 3 RigL: a train function that captures the dense gradient only
+    # for the step before an update (None elsewhere).
+    self._functions = self.updater.frontend.train_functions(
+        self.updater.wrappers)
     if self.log_dir and self._writer is None:
       self._writer = tf.summary.create_file_writer(self.log_dir)
     self._rate = self.updater.exploration_rate()
@@ -121,6 +132,8 @@ class ITOPCallback(keras.callbacks.Callback):
     # Keras' thread: its update, if due, runs here, before this step.
     self._catch_up(batch)
     self.updater.before_step(self._step, self._spe)
+    if self._functions is not None:
+      self._functions.select(self.updater.capture_due(self._step, self._spe))
 
   def on_train_batch_end(self, batch, logs=None):
     if threading.get_ident() != self._fit_thread:
@@ -169,6 +182,8 @@ class ITOPCallback(keras.callbacks.Callback):
         logs[f"itop_regrown/{r['layer']}"] = last["regrown"].get(r["layer"], 0)
 
   def on_train_end(self, logs=None):
+    if self._functions is not None:
+      self._functions.restore()
     if self._writer is not None:
       self._writer.flush()
 

@@ -228,6 +228,16 @@ class TFKerasFrontend:
     del optimizer, wrappers
 
   @staticmethod
+  def retrace(model):
+    model.make_train_function(force=True)
+
+  @staticmethod
+  def train_functions(wrappers):
+    """None: tf_keras wrappers arm their capture with a variable (see
+    `MaskUpdater.before_step`)."""
+    del wrappers
+
+  @staticmethod
   def k(count):
     return tf.constant(count, tf.int32)
 
@@ -420,7 +430,7 @@ class MaskUpdater:
         w.forward_mask = value
         changed = True
     if changed and getattr(self.model, "train_function", None) is not None:
-      self.model.make_train_function(force=True)
+      self.frontend.retrace(self.model)
 
   @property
   def step(self):
@@ -463,15 +473,23 @@ class MaskUpdater:
 
     Arms the dense-gradient capture when one of those steps ends on an
     update step (tf_keras wrappers with a growth rule that reads the
-    gradient of that step, i.e. grow="gradient"; Keras 3 wrappers capture
-    every step inside the compiled step and need nothing here).
+    gradient of that step, i.e. grow="gradient"). Keras 3 wrappers trace
+    the capture into the step, so nothing here can arm it: they capture
+    every step, unless `ITOPCallback` trains with `TrainFunctions`.
     """
     if not self._arms_capture():
       return
     step = self.step if step is None else int(step)
-    nxt = self.schedule.next_update_step(step)
-    arm = nxt is not None and nxt <= step + steps
-    self._set_capture(arm)
+    self._set_capture(self.capture_due(step, steps))
+
+  def capture_due(self, step, steps=1):
+    """Whether steps `step + 1 .. step + steps` include an update step.
+
+    The gradient RigL grows by is the one of the last step before an
+    update, so only a training call that runs such a step must capture it.
+    """
+    nxt = self.schedule.next_update_step(int(step))
+    return nxt is not None and nxt <= int(step) + steps
 
   def _set_capture(self, value):
     if value == self._armed:

@@ -16,9 +16,16 @@ same state per sparse kernel (`core.SparseWeight`):
   gradient to this variable, and the optimizer writes that gradient into it
   (summed over replicas under `tf.distribute`) instead of descending on it.
   So the dense gradient is captured inside the compiled train step, on every
-  backend, every step; for "momentum" the variable holds a moving average.
+  backend; for "momentum" the variable holds a moving average, every step.
   It is listed among the trainable weights (Keras computes gradients only
-  for those), gets no optimizer slots, and `strip` drops it.
+  for those), gets no optimizer slots, and `strip` drops it. RigL reads it
+  only at an update: with `capture_gradient` False (a Python flag, read
+  when the step is traced) the variable's own value is its "gradient", so
+  the step leaves it as it is and costs what a SET step costs.
+  `ITOPCallback` trains with two train functions, one traced each way, and
+  arms the capturing one for the step before each update
+  (`itop_tf.keras3.updaters.TrainFunctions`); anything else (a bare
+  `fit`, a custom loop) captures every step, the default.
 - `threshold` (float32 scalar): the largest magnitude the last update pruned.
 
 Masks change only through `itop_tf.MaskUpdater` (used by `ITOPCallback`).
@@ -131,13 +138,15 @@ def exact_count_mask(shape, count, seed):
   return flat.reshape(shape)
 
 
-def _masked_gradient(x, mask, grad_var, decay):
+def _masked_gradient(x, mask, grad_var, decay, capture=True):
   """Identity on the kernel `x` whose gradient is `where(mask, dy, 0)`.
 
   With a `grad_var` (an `overwrite_with_gradient` variable) the incoming
   dense gradient (NaN as 0), or with a `decay` its moving average, also
   becomes `grad_var`'s "gradient", which the optimizer stores in it. One
   custom gradient does both (two nested ones cost more, BENCHMARKS.md).
+  With `capture` False and no `decay`, `grad_var`'s "gradient" is its own
+  value: the step keeps it, and on JAX the buffer is passed through.
   """
   ops = keras.ops
 
@@ -161,6 +170,8 @@ def _masked_gradient(x, mask, grad_var, decay):
     def grad(*args, upstream=None):
       if upstream is None:
         (upstream,) = args
+      if decay is None and not capture:
+        return ops.where(mask, upstream, ops.zeros_like(upstream)), g
       d = ops.cast(upstream, g.dtype)
       d = ops.where(ops.isnan(d), ops.zeros_like(d), d)
       if decay is not None:
@@ -223,6 +234,9 @@ class PruneAndRegrow(keras.layers.Wrapper):
     # Masked forward pass in training too; MaskUpdater sets it for an
     # optimizer that is not elementwise (see the module docstring).
     self.forward_mask = False
+    # Whether a step traced now writes the dense gradient (grow="gradient";
+    # "momentum" always does): see the module docstring.
+    self.capture_gradient = True
 
   def growth_seed(self):
     """The layer's seed for random growth (a Python int)."""
@@ -283,7 +297,8 @@ class PruneAndRegrow(keras.layers.Wrapper):
     return _masked_gradient(
         w, mask,
         None if sw.dense_grad is None else ops.convert_to_tensor(
-            sw.dense_grad), self.growth.gradient_decay)
+            sw.dense_grad), self.growth.gradient_decay,
+        self.capture_gradient)
 
   def call(self, inputs, *args, training=None, **kwargs):
     # The inner layer inherits `training` from the call context.

@@ -125,3 +125,35 @@ def test_muon_gets_the_masked_forward_pass_and_its_drift_is_zeroed():
   assert stats["drifted"]
   assert all(np.all(value(sw.weight)[~value(sw.mask)] == 0) for sw in sws)
   assert k3updaters.optimizer_slots(model.optimizer, sws[0].weight)
+
+
+def test_forward_mask_takes_in_a_train_step_traced_before_it():
+  # A fit without the callback traces the step with the plain forward pass.
+  # ITOPCallback's updater then sets forward_mask (an optimizer from outside
+  # Keras) and the step is traced anew: while the old train function lives
+  # (here `traced`), JAX would find its trace of model.train_step again.
+  # Inactive entries set to 100 after the updater zeroed them must not reach
+  # the loss (learning rate 0: nothing else moves).
+  model = k3util.compile_model(
+      k3util.sparse_mlp(sparsity=0.8, interval=1000, total=4000),
+      _MySGD(0.0, name="my_sgd"))
+  x, y = k3util.toy_data()
+  x, y = x[:32], y[:32]
+  model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+  traced = model.train_function
+  sws = k3util.kernels(model)
+  assert not any(sw.wrapper.forward_mask for sw in sws)
+
+  class Poison(keras.callbacks.Callback):
+
+    def on_train_begin(self, logs=None):
+      for sw in sws:
+        w, mask = value(sw.weight), value(sw.mask)
+        sw.weight.assign(np.where(mask, w, 100.0).astype(w.dtype))
+
+  hist = model.fit(x, y, batch_size=32, epochs=1, verbose=0,
+                   callbacks=[itop_tf.ITOPCallback(), Poison()])
+  assert all(sw.wrapper.forward_mask for sw in sws)
+  want = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+  assert hist.history["loss"][0] == pytest.approx(want["loss"], rel=1e-5)
+  assert model.train_function is not traced

@@ -109,6 +109,52 @@ def test_captured_gradient_is_the_gradient_of_the_loss():
                              atol=1e-6)
 
 
+def test_callback_captures_only_the_gradient_of_the_step_before_an_update():
+  """RigL with `ITOPCallback`: updates at steps 2 and 4 (interval 2), each
+  from the gradient of its own step; the steps in between leave the
+  captured gradient as it is, and a fit without the callback captures every
+  step again. Learning rate 0: only the updates move the kernel."""
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(48, 6)).astype("float32")
+  y = rng.normal(size=(48, 3)).astype("float32")
+  model = keras.Sequential([keras.Input((6,)),
+                            keras.layers.Dense(3, use_bias=False)])
+  sparse = itop_tf.sparsify(model, 0.5, schedule=k3util.schedule(interval=2),
+                            grow="gradient", distribution="uniform")
+  sparse.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=k3util.JIT)
+  sw = k3util.kernels(sparse)[0]
+
+  def kernel():
+    k3util.sync(sparse)
+    return value(sw.weight)
+
+  def gradient(w, batch):  # MSE over one batch of 16: 2/N X^T (X W - Y)
+    xb, yb = x[16 * batch:16 * (batch + 1)], y[16 * batch:16 * (batch + 1)]
+    return 2.0 / (16 * 3) * xb.T @ (xb @ w - yb)
+
+  def fit(start, stop, callbacks):
+    sparse.fit(x[start:stop], y[start:stop], batch_size=16, epochs=1,
+               verbose=0, shuffle=False, callbacks=callbacks)
+    k3util.sync(sparse)
+    return value(sw.dense_grad)
+
+  w0 = kernel()
+  # Steps 1-3 on batches 0-2; the update after step 2 used batch 1's.
+  got = fit(0, 48, [itop_tf.ITOPCallback()])
+  np.testing.assert_allclose(got, gradient(w0, 1), rtol=1e-4, atol=1e-6)
+  w1 = kernel()
+  assert not np.array_equal(w1 != 0, w0 != 0), "the update moved the mask"
+  # A second fit, a new callback: steps 4-5 on batches 1-2, an update
+  # after step 4.
+  got = fit(16, 48, [itop_tf.ITOPCallback()])
+  np.testing.assert_allclose(got, gradient(w1, 1), rtol=1e-4, atol=1e-6)
+  w2 = kernel()
+  # Without the callback every step captures (batch 0, the last one).
+  got = fit(0, 16, [])
+  np.testing.assert_allclose(got, gradient(w2, 0), rtol=1e-4, atol=1e-6)
+  assert all(w.capture_gradient for w in itop_tf.keras3.find_wrappers(sparse))
+
+
 OPTIMIZERS = {
     "sgd_nesterov": lambda: keras.optimizers.SGD(0.05, momentum=0.9,
                                                  nesterov=True),
