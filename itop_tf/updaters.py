@@ -237,6 +237,9 @@ class TFKerasFrontend:
     `MaskUpdater.before_step`)."""
     del wrappers
 
+  def put_back_train_function(self):
+    """Nothing to put back (see `train_functions`)."""
+
   @staticmethod
   def k(count):
     return tf.constant(count, tf.int32)
@@ -420,6 +423,9 @@ class MaskUpdater:
     self.handled_step = None
     self.last_stats = None
     self._armed = None
+    # Keras 3: a fit whose ITOPCallback did not see its end (an exception)
+    # may have left a train function without RigL's capture.
+    self.frontend.put_back_train_function()
     self._set_forward_mask(not is_elementwise(self.optimizer))
 
   def _set_forward_mask(self, value):

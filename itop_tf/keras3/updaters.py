@@ -133,7 +133,8 @@ class TrainFunctions:
     self.wrappers = list(wrappers)
     self._keras_function = model.train_function
     cached = getattr(model, "_itop_train_functions", None)
-    if cached is not None and cached[0] is self._keras_function:
+    if (cached is not None and self._keras_function is not None and
+        cached[0] is self._keras_function):
       self._functions = cached[1]
     else:
       self._functions = {}
@@ -169,6 +170,21 @@ class TrainFunctions:
       w.capture_gradient = True
     self.model.train_function = self._keras_function
     self.armed = None
+
+  @staticmethod
+  def put_back(model):
+    """`restore` for a `fit` that raised: Keras then skips `on_train_end`,
+    and `model.train_function` may still be one traced without the capture.
+    `MaskUpdater` calls it, so a custom loop after such a fit captures every
+    step again."""
+    cached = getattr(model, "_itop_train_functions", None)
+    if cached is None:
+      return
+    keras_function, functions = cached
+    if any(model.train_function is f for f in functions.values()):
+      model.train_function = keras_function
+    for w in wrapper_lib.find_wrappers(model):
+      w.capture_gradient = True
 
 
 class Keras3Frontend:
@@ -241,6 +257,9 @@ class Keras3Frontend:
   def train_functions(self, wrappers):
     """`TrainFunctions` for `fit`, or None where every step must capture."""
     return TrainFunctions.for_wrappers(self.model, wrappers)
+
+  def put_back_train_function(self):
+    TrainFunctions.put_back(self.model)
 
   @staticmethod
   def k(count):

@@ -90,23 +90,39 @@ def test_rigl_grows_where_the_dense_gradient_is_largest():
   assert grad[grown].min() >= grad[~new & ~mask].max()
 
 
-def test_captured_gradient_is_the_gradient_of_the_loss():
-  """One linear layer, MSE: the gradient is 2/N X^T (X W_masked - Y)."""
-  rng = np.random.default_rng(1)
-  x = rng.normal(size=(16, 6)).astype("float32")
-  y = rng.normal(size=(16, 3)).astype("float32")
+def _linear_rigl(rows, seed, interval=5):
+  """A bias-free Dense(3) on 6 inputs, 50% sparse with RigL, MSE, SGD at
+  learning rate 0 (only updates move the kernel); `rows` random examples.
+
+  Returns:
+    (model, x, y).
+  """
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(rows, 6)).astype("float32")
+  y = rng.normal(size=(rows, 3)).astype("float32")
   model = keras.Sequential([keras.Input((6,)),
                             keras.layers.Dense(3, use_bias=False)])
-  sparse = itop_tf.sparsify(model, 0.5, schedule=k3util.schedule(),
+  sparse = itop_tf.sparsify(model, 0.5,
+                            schedule=k3util.schedule(interval=interval),
                             grow="gradient", distribution="uniform")
   sparse.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=k3util.JIT)
+  return sparse, x, y
+
+
+def _mse_gradient(w, x, y):
+  """The loss's gradient for kernel `w`: 2/N X^T (X W - Y), N = y.size."""
+  return 2.0 / y.size * x.T @ (x @ w - y)
+
+
+def test_captured_gradient_is_the_gradient_of_the_loss():
+  """One linear layer, MSE: the gradient is 2/N X^T (X W_masked - Y)."""
+  sparse, x, y = _linear_rigl(16, seed=1)
   sw = k3util.kernels(sparse)[0]
   w = value(sw.weight)
   sparse.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
   k3util.sync(sparse)
-  want = 2.0 / (16 * 3) * x.T @ (x @ w - y)
-  np.testing.assert_allclose(value(sw.dense_grad), want, rtol=1e-4,
-                             atol=1e-6)
+  np.testing.assert_allclose(value(sw.dense_grad), _mse_gradient(w, x, y),
+                             rtol=1e-4, atol=1e-6)
 
 
 def test_callback_captures_only_the_gradient_of_the_step_before_an_update():
@@ -114,23 +130,16 @@ def test_callback_captures_only_the_gradient_of_the_step_before_an_update():
   from the gradient of its own step; the steps in between leave the
   captured gradient as it is, and a fit without the callback captures every
   step again. Learning rate 0: only the updates move the kernel."""
-  rng = np.random.default_rng(2)
-  x = rng.normal(size=(48, 6)).astype("float32")
-  y = rng.normal(size=(48, 3)).astype("float32")
-  model = keras.Sequential([keras.Input((6,)),
-                            keras.layers.Dense(3, use_bias=False)])
-  sparse = itop_tf.sparsify(model, 0.5, schedule=k3util.schedule(interval=2),
-                            grow="gradient", distribution="uniform")
-  sparse.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=k3util.JIT)
+  sparse, x, y = _linear_rigl(48, seed=2, interval=2)
   sw = k3util.kernels(sparse)[0]
 
   def kernel():
     k3util.sync(sparse)
     return value(sw.weight)
 
-  def gradient(w, batch):  # MSE over one batch of 16: 2/N X^T (X W - Y)
-    xb, yb = x[16 * batch:16 * (batch + 1)], y[16 * batch:16 * (batch + 1)]
-    return 2.0 / (16 * 3) * xb.T @ (xb @ w - yb)
+  def gradient(w, batch):  # over one batch of 16
+    rows = slice(16 * batch, 16 * (batch + 1))
+    return _mse_gradient(w, x[rows], y[rows])
 
   def fit(start, stop, callbacks):
     sparse.fit(x[start:stop], y[start:stop], batch_size=16, epochs=1,
@@ -153,6 +162,29 @@ def test_callback_captures_only_the_gradient_of_the_step_before_an_update():
   got = fit(0, 16, [])
   np.testing.assert_allclose(got, gradient(w2, 0), rtol=1e-4, atol=1e-6)
   assert all(w.capture_gradient for w in itop_tf.keras3.find_wrappers(sparse))
+
+
+def test_a_fit_that_raises_leaves_the_next_updater_capturing_every_step():
+  # Keras skips on_train_end when fit raises; the step that raised ran the
+  # train function traced without the capture. A custom loop after it
+  # (MaskUpdater, train_on_batch) must capture every step again.
+  sparse, x, y = _linear_rigl(32, seed=3, interval=4)
+
+  class Boom(keras.callbacks.Callback):
+
+    def on_train_batch_end(self, batch, logs=None):
+      raise RuntimeError("boom")
+
+  with pytest.raises(RuntimeError, match="boom"):
+    sparse.fit(x[:16], y[:16], batch_size=16, epochs=1, verbose=0,
+               callbacks=[itop_tf.ITOPCallback(), Boom()])
+  itop_tf.MaskUpdater(sparse)
+  sparse.train_on_batch(x[16:], y[16:])
+  k3util.sync(sparse)
+  sw = k3util.kernels(sparse)[0]
+  np.testing.assert_allclose(
+      value(sw.dense_grad), _mse_gradient(value(sw.weight), x[16:], y[16:]),
+      rtol=1e-4, atol=1e-6)
 
 
 OPTIMIZERS = {
