@@ -8,9 +8,10 @@ mask update inside the timed steps:
 - dense: the plain Keras model;
 - set_nocb, rigl_nocb: `itop_tf.sparsify` (grow="random"/"gradient") with no
   callback: the masked step alone (RigL's step also captures the dense
-  gradient);
+  gradient, as every step does without the callback);
 - set, rigl: the same with `itop_tf.ITOPCallback`, as users train: the
-  difference to *_nocb is the callback's per-step cost.
+  difference to *_nocb is the callback's per-step cost (for RigL less the
+  capture, which the callback arms only for the step before an update).
 
 Then the median time of one `MaskUpdater.update` of the RigL model, in the
 default mode (`jit_compile="auto"`), and with --profile its cProfile.
