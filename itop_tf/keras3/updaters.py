@@ -156,9 +156,12 @@ class TrainFunctions:
   def select(self, armed):
     """Trains the next steps capturing the dense gradient or not.
 
-    Sets the flag a (re)trace reads and the function traced with it.
+    Sets the flag a (re)trace reads and the function traced with it;
+    nothing while they are set already (it runs before every step).
     """
     armed = bool(armed)
+    if armed == self.armed:
+      return
     for w in self.wrappers:
       w.capture_gradient = armed
     self.model.train_function = self._functions[armed]
