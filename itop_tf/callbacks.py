@@ -101,7 +101,6 @@ class ITOPCallback(keras.callbacks.Callback):
     self.async_safe = True
     self._rate = None
     self._fit_thread = None
-    self._functions = None
 
   def on_train_begin(self, logs=None):
     self._fit_thread = threading.get_ident()  # Keras calls this one in step
@@ -116,9 +115,8 @@ class ITOPCallback(keras.callbacks.Callback):
       spe = getattr(self.model, "steps_per_execution", 1)
     self._spe = int(spe.numpy()) if hasattr(spe, "numpy") else int(spe or 1)
     # Keras 3 RigL: a train function that captures the dense gradient only
-    # for the step before an update (None elsewhere).
-    self._functions = self.updater.frontend.train_functions(
-        self.updater.wrappers)
+    # for the step before an update (armed by before_step).
+    self.updater.use_train_functions()
     if self.log_dir and self._writer is None:
       self._writer = tf.summary.create_file_writer(self.log_dir)
     self._rate = self.updater.exploration_rate()
@@ -132,8 +130,6 @@ class ITOPCallback(keras.callbacks.Callback):
     # Keras' thread: its update, if due, runs here, before this step.
     self._catch_up(batch)
     self.updater.before_step(self._step, self._spe)
-    if self._functions is not None:
-      self._functions.select(self.updater.capture_due(self._step, self._spe))
 
   def on_train_batch_end(self, batch, logs=None):
     if threading.get_ident() != self._fit_thread:
@@ -182,8 +178,7 @@ class ITOPCallback(keras.callbacks.Callback):
         logs[f"itop_regrown/{r['layer']}"] = last["regrown"].get(r["layer"], 0)
 
   def on_train_end(self, logs=None):
-    if self._functions is not None:
-      self._functions.restore()
+    self.updater.restore_train_function()
     if self._writer is not None:
       self._writer.flush()
 

@@ -423,6 +423,10 @@ class MaskUpdater:
     self.handled_step = None
     self.last_stats = None
     self._armed = None
+    # tf_keras wrappers whose capture flag variable before_step arms.
+    self._flagged = [w for w in self.wrappers
+                     if getattr(w, "capture", None) is not None]
+    self._functions = None  # Keras 3 under fit: see use_train_functions
     # Keras 3: a fit whose ITOPCallback did not see its end (an exception)
     # may have left a train function without RigL's capture.
     self.frontend.put_back_train_function()
@@ -471,22 +475,36 @@ class MaskUpdater:
     self.handled_step = int(step)
     fe.set_rate(self.exploration_rate())
 
-  def _arms_capture(self):
-    return any(getattr(w, "capture", None) is not None for w in self.wrappers)
+  def use_train_functions(self):
+    """For `fit` (`ITOPCallback`): lets `before_step` arm Keras 3 RigL's
+    capture too, by putting the train function traced with it in
+    `model.train_function` (`keras3.updaters.TrainFunctions`); the others
+    are traced without it. Nothing on tf_keras, or without RigL. Call
+    `restore_train_function` at the end of `fit`.
+    """
+    self._functions = self.frontend.train_functions(self.wrappers)
+
+  def restore_train_function(self):
+    """Puts back Keras' train function and the every-step capture."""
+    if self._functions is not None:
+      self._functions.restore()
 
   def before_step(self, step=None, steps=1):
     """Call before a training call that runs `steps` steps from `step`.
 
     Arms the dense-gradient capture when one of those steps ends on an
-    update step (tf_keras wrappers with a growth rule that reads the
-    gradient of that step, i.e. grow="gradient"). Keras 3 wrappers trace
-    the capture into the step, so nothing here can arm it: they capture
-    every step, unless `ITOPCallback` trains with `TrainFunctions`.
+    update step, for a growth rule that reads the gradient of that step
+    (grow="gradient"): tf_keras wrappers by a flag variable; Keras 3
+    wrappers, which trace the capture into the step, only after
+    `use_train_functions` (otherwise they capture every step).
     """
-    if not self._arms_capture():
+    if not self._flagged and self._functions is None:
       return
     step = self.step if step is None else int(step)
-    self._set_capture(self.capture_due(step, steps))
+    arm = self.capture_due(step, steps)
+    self._set_capture(arm)
+    if self._functions is not None:
+      self._functions.select(arm)
 
   def capture_due(self, step, steps=1):
     """Whether steps `step + 1 .. step + steps` include an update step.
@@ -498,13 +516,12 @@ class MaskUpdater:
     return nxt is not None and nxt <= int(step) + steps
 
   def _set_capture(self, value):
-    if value == self._armed:
+    if not self._flagged or value == self._armed:
       return  # no per-step variable writes while nothing changes
     self._armed = value
     with self.frontend.scope():
-      for w in self.wrappers:
-        if w.capture is not None:
-          w.capture.assign(value)
+      for w in self._flagged:
+        w.capture.assign(value)
 
   def update_due(self, step):
     """The scheduled update step not yet run at optimizer step `step`.
@@ -592,8 +609,7 @@ class MaskUpdater:
           "moves a zero weight, or something wrote to the kernels: call "
           "MaskUpdater.initialize() after writing to them.", step,
           ", ".join(f"{k}: {v}" for k, v in unexpected.items()))
-    if self._arms_capture():
-      self._set_capture(False)
+    self._set_capture(False)
     stats["exploration_rate"] = self.exploration_rate()
     self.frontend.set_rate(stats["exploration_rate"])
     self.last_stats = stats
