@@ -170,13 +170,14 @@ def _masked_gradient(x, mask, grad_var, decay, capture=True):
     def grad(*args, upstream=None):
       if upstream is None:
         (upstream,) = args
+      masked_dy = ops.where(mask, upstream, ops.zeros_like(upstream))
       if decay is None and not capture:
-        return ops.where(mask, upstream, ops.zeros_like(upstream)), g
+        return masked_dy, g
       d = ops.cast(upstream, g.dtype)
       d = ops.where(ops.isnan(d), ops.zeros_like(d), d)
       if decay is not None:
         d = decay * g + (1.0 - decay) * d
-      return ops.where(mask, upstream, ops.zeros_like(upstream)), d
+      return masked_dy, d
 
     return ops.copy(t), grad
 
