@@ -41,11 +41,10 @@ class ITOPCallback(keras.callbacks.Callback):
   no batch-end hook should come after `ITOPCallback` in `callbacks`, so that
   its checkpoint holds an update due at the epoch's last step.
 
-  On Keras 3 with grow="gradient" (RigL) it trains with two train
-  functions (`itop_tf.keras3.updaters.TrainFunctions`): the step before an
-  update writes the dense gradient RigL grows by, the others do not
-  (tf_keras arms a flag variable for that step instead). The second
-  function is traced once per compiled model.
+  With grow="gradient" (RigL) only the step before an update writes the
+  dense gradient RigL grows by: `MaskUpdater.before_step` arms each
+  wrapper's `capture` variable for it. At the end of `fit` Keras 3 wrappers
+  capture every step again, as they do without the callback.
 
   Under `log_dir` it writes TensorBoard scalars `itop/exploration_rate`
   (global and per layer), `itop/density/<layer>`, `itop/regrown/<layer>` and
@@ -114,9 +113,6 @@ class ITOPCallback(keras.callbacks.Callback):
     if spe is None:  # Keras 3 keeps a Python int
       spe = getattr(self.model, "steps_per_execution", 1)
     self._spe = int(spe.numpy()) if hasattr(spe, "numpy") else int(spe or 1)
-    # Keras 3 RigL: a train function that captures the dense gradient only
-    # for the step before an update (armed by before_step).
-    self.updater.use_train_functions()
     if self.log_dir and self._writer is None:
       self._writer = tf.summary.create_file_writer(self.log_dir)
     self._rate = self.updater.exploration_rate()
@@ -178,7 +174,7 @@ class ITOPCallback(keras.callbacks.Callback):
         logs[f"itop_regrown/{r['layer']}"] = last["regrown"].get(r["layer"], 0)
 
   def on_train_end(self, logs=None):
-    self.updater.restore_train_function()
+    self.updater.release_capture()
     if self._writer is not None:
       self._writer.flush()
 

@@ -211,6 +211,9 @@ class TFKerasFrontend:
   def scope(self):
     return self.strategy.scope()
 
+  # A wrapper's `capture` starts False: only an armed step captures.
+  captures_by_default = False
+
   def sync(self):
     """Nothing to do: tf_keras variables always hold their values."""
 
@@ -230,15 +233,6 @@ class TFKerasFrontend:
   @staticmethod
   def retrace(model):
     model.make_train_function(force=True)
-
-  @staticmethod
-  def train_functions(wrappers):
-    """None: tf_keras wrappers arm their capture with a variable (see
-    `MaskUpdater.before_step`)."""
-    del wrappers
-
-  def put_back_train_function(self):
-    """Nothing to put back (see `train_functions`)."""
 
   @staticmethod
   def k(count):
@@ -422,14 +416,16 @@ class MaskUpdater:
     self.frontend.check_optimizer(self.optimizer, self.wrappers)
     self.handled_step = None
     self.last_stats = None
-    self._armed = None
-    # tf_keras wrappers whose capture flag variable before_step arms.
+    # RigL wrappers: the `capture` variable that `before_step` arms.
     self._flagged = [w for w in self.wrappers
                      if getattr(w, "capture", None) is not None]
-    self._functions = None  # Keras 3 under fit: see use_train_functions
-    # Keras 3: a fit whose ITOPCallback did not see its end (an exception)
-    # may have left a train function without RigL's capture.
-    self.frontend.put_back_train_function()
+    self._armed = None
+    # tf_keras captures only when armed. Keras 3 captures every step until
+    # a `before_step` arms by step; a fit whose ITOPCallback did not see its
+    # end (an exception) may have left the capture off, so it is set here.
+    self._by_step = not self.frontend.captures_by_default
+    if not self._by_step:
+      self._set_capture(True)
     self._set_forward_mask(not is_elementwise(self.optimizer))
 
   def _set_forward_mask(self, value):
@@ -475,36 +471,32 @@ class MaskUpdater:
     self.handled_step = int(step)
     fe.set_rate(self.exploration_rate())
 
-  def use_train_functions(self):
-    """For `fit` (`ITOPCallback`): lets `before_step` arm Keras 3 RigL's
-    capture too, by putting the train function traced with it in
-    `model.train_function` (`keras3.updaters.TrainFunctions`); the others
-    are traced without it. Nothing on tf_keras, or without RigL. Call
-    `restore_train_function` at the end of `fit`.
-    """
-    self._functions = self.frontend.train_functions(self.wrappers)
-
-  def restore_train_function(self):
-    """Puts back Keras' train function and the every-step capture."""
-    if self._functions is not None:
-      self._functions.restore()
-
   def before_step(self, step=None, steps=1):
     """Call before a training call that runs `steps` steps from `step`.
 
     Arms the dense-gradient capture when one of those steps ends on an
-    update step, for a growth rule that reads the gradient of that step
-    (grow="gradient"): tf_keras wrappers by a flag variable; Keras 3
-    wrappers, which trace the capture into the step, only after
-    `use_train_functions` (otherwise they capture every step).
+    update step, and disarms it otherwise, for a growth rule that reads the
+    gradient of that step (grow="gradient"): each wrapper's `capture`
+    variable, which the compiled step reads. On Keras 3 the capture is on
+    until the first `before_step` (a bare `fit` or a loop that never calls
+    it captures every step), and `release_capture` turns it on again.
     """
-    if not self._flagged and self._functions is None:
+    if not self._flagged:
       return
+    self._by_step = True
     step = self.step if step is None else int(step)
-    arm = self.capture_due(step, steps)
-    self._set_capture(arm)
-    if self._functions is not None:
-      self._functions.select(arm)
+    self._set_capture(self.capture_due(step, steps))
+
+  def release_capture(self):
+    """After a loop that called `before_step`: gives the capture back.
+
+    Keras 3 RigL captures every step again (what `ITOPCallback` does at the
+    end of `fit`, so a later bare `fit` or custom loop captures); tf_keras
+    keeps it off until the next `before_step`.
+    """
+    if self.frontend.captures_by_default:
+      self._by_step = False
+      self._set_capture(True)
 
   def capture_due(self, step, steps=1):
     """Whether steps `step + 1 .. step + steps` include an update step.
@@ -519,6 +511,7 @@ class MaskUpdater:
     if not self._flagged or value == self._armed:
       return  # no per-step variable writes while nothing changes
     self._armed = value
+    self.frontend.sync()  # JAX: the next step re-reads the variables
     with self.frontend.scope():
       for w in self._flagged:
         w.capture.assign(value)
@@ -609,7 +602,8 @@ class MaskUpdater:
           "moves a zero weight, or something wrote to the kernels: call "
           "MaskUpdater.initialize() after writing to them.", step,
           ", ".join(f"{k}: {v}" for k, v in unexpected.items()))
-    self._set_capture(False)
+    if self._by_step:
+      self._set_capture(False)
     stats["exploration_rate"] = self.exploration_rate()
     self.frontend.set_rate(stats["exploration_rate"])
     self.last_stats = stats

@@ -84,8 +84,8 @@ def retrace_train_function(model):
 
   JAX caches a trace by its function, and `jit(model.train_step)` again
   finds the trace of the last build (bound methods of one model compare
-  equal), so a Python flag read at trace time (`forward_mask`,
-  `capture_gradient`) would not take. Each build here jits a function of
+  equal), so a Python flag read at trace time (`forward_mask`) would not
+  take. Each build here jits a function of
   its own.
 
   Args:
@@ -103,93 +103,12 @@ def retrace_train_function(model):
   return model.train_function
 
 
-class TrainFunctions:
-  """`fit`'s train function with and without RigL's gradient capture.
-
-  A Keras 3 wrapper writes the dense gradient into `dense_grad` inside the
-  compiled step, which cost RigL (grow="gradient") 0.1-0.2x a
-  LeNet-300-100 step on a CPU, though an update reads only the last one.
-  This keeps two train functions, one traced with the wrappers'
-  `capture_gradient` False and one with it True, and puts one in
-  `model.train_function` before each step, where Keras' `fit` looks for it
-  (`ITOPCallback` arms the capturing one for the step before each update).
-  Both take the same state, so they may alternate inside a JAX epoch. The
-  pair is kept on the model while Keras keeps its own train function, so a
-  later `fit` traces nothing again.
-
-  Args:
-    model: a compiled Keras 3 model, after `fit` made its train function.
-    wrappers: its `itop_tf.keras3.PruneAndRegrow` layers.
-
-  Example:
-
-  >>> functions = TrainFunctions.for_wrappers(model, wrappers)
-  >>> functions.select(armed=True)    # before the step before an update
-  >>> functions.restore()             # at train end
-  """
-
-  def __init__(self, model, wrappers):
-    self.model = model
-    self.wrappers = list(wrappers)
-    keras_function = model.train_function
-    cached = getattr(model, "_itop_train_functions", None)
-    if (cached is not None and keras_function is not None and
-        cached[0] is keras_function):
-      self._functions = cached[1]
-    else:
-      self._functions = {}
-      for armed in (False, True):
-        self._functions[armed] = retrace_train_function(model)
-      model.train_function = keras_function
-      object.__setattr__(model, "_itop_train_functions",
-                         (keras_function, self._functions))
-    self.armed = None
-
-  @classmethod
-  def for_wrappers(cls, model, wrappers):
-    """The functions for `wrappers` whose growth captures only when armed,
-    or None if there is none (SET, SNFS's moving average)."""
-    armable = [w for w in wrappers if w.growth.needs_dense_gradient and
-               not w.growth.captures_every_step]
-    return cls(model, armable) if armable else None
-
-  def select(self, armed):
-    """Trains the next steps capturing the dense gradient or not.
-
-    Sets the flag a (re)trace reads and the function traced with it;
-    nothing while they are set already (it runs before every step).
-    """
-    armed = bool(armed)
-    if armed == self.armed:
-      return
-    for w in self.wrappers:
-      w.capture_gradient = armed
-    self.model.train_function = self._functions[armed]
-    self.armed = armed
-
-  def restore(self):
-    """Puts back Keras' train function and the every-step capture."""
-    TrainFunctions.put_back(self.model)
-    self.armed = None
-
-  @staticmethod
-  def put_back(model):
-    """`restore` for a `fit` that raised: Keras then skips `on_train_end`,
-    and `model.train_function` may still be one traced without the capture.
-    `MaskUpdater` calls it, so a custom loop after such a fit captures every
-    step again."""
-    cached = getattr(model, "_itop_train_functions", None)
-    if cached is None:
-      return
-    keras_function, functions = cached
-    if any(model.train_function is f for f in functions.values()):
-      model.train_function = keras_function
-    for w in wrapper_lib.find_wrappers(model):
-      w.capture_gradient = True
-
-
 class Keras3Frontend:
   """The Keras 3 side of `MaskUpdater` (any backend)."""
+
+  # A wrapper's `capture` starts True: every step captures until
+  # `MaskUpdater.before_step` arms by step.
+  captures_by_default = True
 
   def __init__(self, model):
     self.model = model
@@ -254,13 +173,6 @@ class Keras3Frontend:
           " or the PyTorch backend.")
 
   retrace = staticmethod(retrace_train_function)
-
-  def train_functions(self, wrappers):
-    """`TrainFunctions` for `fit`, or None where every step must capture."""
-    return TrainFunctions.for_wrappers(self.model, wrappers)
-
-  def put_back_train_function(self):
-    TrainFunctions.put_back(self.model)
 
   @staticmethod
   def k(count):

@@ -19,13 +19,13 @@ same state per sparse kernel (`core.SparseWeight`):
   backend; for "momentum" the variable holds a moving average, every step.
   It is listed among the trainable weights (Keras computes gradients only
   for those), gets no optimizer slots, and `strip` drops it. RigL reads it
-  only at an update: with `capture_gradient` False (a Python flag, read
-  when the step is traced) the variable's own value is its "gradient", so
-  the step leaves it as it is and costs what a SET step costs.
-  `ITOPCallback` trains with two train functions, one traced each way, and
-  arms the capturing one for the step before each update
-  (`itop_tf.keras3.updaters.TrainFunctions`); anything else (a bare
-  `fit`, a custom loop) captures every step, the default.
+  only at an update: a bool variable `capture_gradient` (the `capture`
+  attribute, as on tf_keras) selects in the step between the new gradient
+  and the variable's own value, which the step then keeps. It starts True,
+  so a bare `fit` or a custom loop captures every step;
+  `MaskUpdater.before_step` (which `ITOPCallback` calls before every step)
+  sets it for the steps before an update only, and `ITOPCallback` sets it
+  True again at the end of `fit`. One traced step serves both.
 - `threshold` (float32 scalar): the largest magnitude the last update pruned.
 
 Masks change only through `itop_tf.MaskUpdater` (used by `ITOPCallback`).
@@ -138,15 +138,18 @@ def exact_count_mask(shape, count, seed):
   return flat.reshape(shape)
 
 
-def _masked_gradient(x, mask, grad_var, decay, capture=True):
+def _masked_gradient(x, mask, grad_var, decay, capture=None):
   """Identity on the kernel `x` whose gradient is `where(mask, dy, 0)`.
 
   With a `grad_var` (an `overwrite_with_gradient` variable) the incoming
   dense gradient (NaN as 0), or with a `decay` its moving average, also
   becomes `grad_var`'s "gradient", which the optimizer stores in it. One
   custom gradient does both (two nested ones cost more, BENCHMARKS.md).
-  With `capture` False and no `decay`, `grad_var`'s "gradient" is its own
-  value: the step keeps it, and on JAX the buffer is passed through.
+  Where `capture` (a scalar bool tensor) is False, `grad_var`'s "gradient"
+  is its own value, so the step keeps it. That is a `where`, not a
+  conditional: no control flow in the step (a GPU conditional reads its
+  predicate on the host), and on a CPU it measured no slower than a step
+  traced without the capture at all (BENCHMARKS.md).
   """
   ops = keras.ops
 
@@ -171,12 +174,12 @@ def _masked_gradient(x, mask, grad_var, decay, capture=True):
       if upstream is None:
         (upstream,) = args
       masked_dy = ops.where(mask, upstream, ops.zeros_like(upstream))
-      if decay is None and not capture:
-        return masked_dy, g
       d = ops.cast(upstream, g.dtype)
       d = ops.where(ops.isnan(d), ops.zeros_like(d), d)
       if decay is not None:
         d = decay * g + (1.0 - decay) * d
+      if capture is not None:
+        d = ops.where(capture, d, g)
       return masked_dy, d
 
     return ops.copy(t), grad
@@ -235,9 +238,8 @@ class PruneAndRegrow(keras.layers.Wrapper):
     # Masked forward pass in training too; MaskUpdater sets it for an
     # optimizer that is not elementwise (see the module docstring).
     self.forward_mask = False
-    # Whether a step traced now writes the dense gradient (grow="gradient";
-    # "momentum" always does): see the module docstring.
-    self.capture_gradient = True
+    # grow="gradient": the variable that arms the capture (module docstring).
+    self.capture = None
 
   def growth_seed(self):
     """The layer's seed for random growth (a Python int)."""
@@ -273,6 +275,11 @@ class PruneAndRegrow(keras.layers.Wrapper):
           initializer="zeros", trainable=False)
       sws.append(core.SparseWeight(self, i, owner, attr, weight, mask, union,
                                    grad, threshold, count))
+    if (self.growth.needs_dense_gradient and
+        not self.growth.captures_every_step):
+      self.capture = self.add_weight(
+          name="capture_gradient", shape=(), dtype="bool", trainable=False,
+          initializer="ones")
     # A plain list: Keras must not track SparseWeight records as state.
     object.__setattr__(self, "sparse_weights", sws)
     self.apply_masks()
@@ -299,7 +306,7 @@ class PruneAndRegrow(keras.layers.Wrapper):
         w, mask,
         None if sw.dense_grad is None else ops.convert_to_tensor(
             sw.dense_grad), self.growth.gradient_decay,
-        self.capture_gradient)
+        None if self.capture is None else ops.convert_to_tensor(self.capture))
 
   def call(self, inputs, *args, training=None, **kwargs):
     # The inner layer inherits `training` from the call context.

@@ -161,13 +161,67 @@ def test_callback_captures_only_the_gradient_of_the_step_before_an_update():
   # Without the callback every step captures (batch 0, the last one).
   got = fit(0, 16, [])
   np.testing.assert_allclose(got, gradient(w2, 0), rtol=1e-4, atol=1e-6)
-  assert all(w.capture_gradient for w in itop_tf.keras3.find_wrappers(sparse))
+  assert all(bool(value(w.capture))
+             for w in itop_tf.keras3.find_wrappers(sparse))
+
+
+def test_callback_trains_rigl_with_the_train_function_keras_traced():
+  # The capture is armed by a variable the step reads: no train function is
+  # traced or swapped in for it, before, during or after fit.
+  sparse, x, y = _linear_rigl(48, seed=5, interval=2)
+  sparse.fit(x[:16], y[:16], batch_size=16, epochs=1, verbose=0)
+  traced = sparse.train_function
+  seen = []
+
+  class Probe(keras.callbacks.Callback):
+
+    def on_train_batch_begin(self, batch, logs=None):
+      seen.append(self.model.train_function)
+
+  sparse.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False,
+             callbacks=[itop_tf.ITOPCallback(), Probe()])
+  assert len(seen) == 6
+  assert all(f is traced for f in seen + [sparse.train_function])
+
+
+def test_before_step_arms_the_capture_in_a_custom_loop():
+  """Keras 3 custom loop, updates after step 3: every step captures until
+  the first `before_step`; then only the step before the update does, and
+  `release_capture` turns the every-step capture back on."""
+  sparse, x, y = _linear_rigl(48, seed=4, interval=3)
+  sw = k3util.kernels(sparse)[0]
+  updater = itop_tf.MaskUpdater(sparse)
+  updater.initialize(0)
+
+  def train(batch):
+    rows = slice(16 * batch, 16 * (batch + 1))
+    sparse.train_on_batch(x[rows], y[rows])
+    k3util.sync(sparse)
+    return value(sw.dense_grad), _mse_gradient(value(sw.weight), x[rows],
+                                                y[rows])
+
+  got, want = train(0)  # step 1, no before_step yet
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+  updater.before_step(1)  # step 2 is not followed by an update
+  kept, other = train(1)
+  np.testing.assert_array_equal(kept, got)
+  assert not np.allclose(other, got), "batches 0 and 1 differ"
+  updater.before_step(2)  # step 3 is
+  got, want = train(2)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+  assert updater.after_step(3) is not None
+  updater.before_step(3)
+  kept, _ = train(0)
+  np.testing.assert_array_equal(kept, got)
+  updater.release_capture()
+  got, want = train(1)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
 def test_a_fit_that_raises_leaves_the_next_updater_capturing_every_step():
-  # Keras skips on_train_end when fit raises; the step that raised ran the
-  # train function traced without the capture. A custom loop after it
-  # (MaskUpdater, train_on_batch) must capture every step again.
+  # Keras skips on_train_end when fit raises; the step that raised ran with
+  # the capture off. A custom loop after it (MaskUpdater, train_on_batch)
+  # must capture every step again.
   sparse, x, y = _linear_rigl(32, seed=3, interval=4)
 
   class Boom(keras.callbacks.Callback):
