@@ -39,6 +39,12 @@ class Growth:
   captures_every_step = False
   gradient_decay = None
 
+  @property
+  def captures_when_armed(self):
+    """Whether the wrapper needs a `capture` variable: the dense gradient is
+    written only in steps that `MaskUpdater.before_step` arms."""
+    return self.needs_dense_gradient and not self.captures_every_step
+
   def scores(self, sparse_weight, step, ops):
     """Scores of every entry of `sparse_weight`'s kernel; higher grows first.
 

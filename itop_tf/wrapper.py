@@ -371,8 +371,7 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
         "rng_seed", shape=[], dtype=tf.int64, trainable=False,
         initializer=keras.initializers.Constant(self.seed))
     self.capture = None
-    if (self.growth.needs_dense_gradient and
-        not self.growth.captures_every_step):
+    if self.growth.captures_when_armed:
       self.capture = self.add_weight(
           "capture_gradient", shape=[], dtype=tf.bool, trainable=False,
           initializer=keras.initializers.Zeros())

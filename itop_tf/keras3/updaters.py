@@ -85,8 +85,7 @@ def retrace_train_function(model):
   JAX caches a trace by its function, and `jit(model.train_step)` again
   finds the trace of the last build (bound methods of one model compare
   equal), so a Python flag read at trace time (`forward_mask`) would not
-  take. Each build here jits a function of
-  its own.
+  take. Each build here jits a function of its own.
 
   Args:
     model: a compiled Keras 3 model.

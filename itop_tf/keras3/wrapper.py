@@ -275,8 +275,7 @@ class PruneAndRegrow(keras.layers.Wrapper):
           initializer="zeros", trainable=False)
       sws.append(core.SparseWeight(self, i, owner, attr, weight, mask, union,
                                    grad, threshold, count))
-    if (self.growth.needs_dense_gradient and
-        not self.growth.captures_every_step):
+    if self.growth.captures_when_armed:
       self.capture = self.add_weight(
           name="capture_gradient", shape=(), dtype="bool", trainable=False,
           initializer="ones")
