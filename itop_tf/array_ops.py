@@ -199,10 +199,12 @@ class _NumpyOps:
 
   An update that is not compiled runs here (`jit_compile` resolved to
   False, on a CPU, on every backend): it has nothing to compile (XLA and
-  `jax.jit` took 1-5 s for a first update), its updates measured within
-  5-30 ms of the compiled ones up to 5M weights and faster above, and 2.6-5x
-  faster than eager torch ops (BENCHMARKS.md). The same `core` functions,
-  the same selected entries.
+  `jax.jit` took 1-5 s for a first update), its updates measured faster
+  than XLA's on a CPU at every size and 2.6-5x faster than eager torch ops
+  (BENCHMARKS.md). The same `core` functions, the same selected entries;
+  `positions`/`take`/`mark` let `core.rank_select` rank a kernel's
+  candidates alone, which only a namespace with shapes known at run time
+  can do.
   """
 
   name = "numpy"
@@ -280,18 +282,31 @@ class _NumpyOps:
   stack = staticmethod(np.stack)
 
   @staticmethod
+  def positions(mask):
+    """Indices of the True entries of 1-D bool `mask`, ascending."""
+    return np.flatnonzero(mask)
+
+  @staticmethod
+  def take(x, indices):
+    """`x` at `indices` (ints or a bool mask): `x[indices]`."""
+    return x[indices]
+
+  @staticmethod
+  def mark(indices, n):
+    """1-D bool array of size `n`, True at `indices`."""
+    out = np.zeros((n,), bool)
+    out[indices] = True
+    return out
+
+  @staticmethod
   def kth_largest(key, k):
     """`core.kth_largest_key` by one `np.partition` instead of 32 passes."""
-    lowest = np.iinfo(np.int32).min
-    k = int(k)
+    k, n = int(k), key.shape[0]
     if k <= 0:
       return np.int32(np.iinfo(np.int32).max)
-    # Non-candidates hold the lowest key; a partition of many equal values
-    # is slow, so partition the rest.
-    rest = key[key > lowest]
-    if k > rest.shape[0]:
-      return np.int32(lowest)
-    return rest[np.argpartition(rest, rest.shape[0] - k)[rest.shape[0] - k]]
+    if k > n:
+      return np.int32(np.iinfo(np.int32).min)
+    return np.partition(key, n - k)[n - k]
 
   @staticmethod
   def uniform(shape, seed, step):

@@ -62,6 +62,10 @@ def rank_select(scores, candidates, k, ops, method="threshold"):
     compared with `k`; the first implementation, several times slower and
     with sort buffers on top (BENCHMARKS.md), kept as the reference.
 
+  A namespace with shapes known at run time (NumPy: `ops.positions`) ranks
+  the candidates alone, gathered in index order, so the same rule picks the
+  same entries from fewer: a prune ranks a kernel's active entries only.
+
   Args:
     scores: 1-D float tensor.
     candidates: 1-D bool tensor of the same size: the entries that may be
@@ -76,6 +80,18 @@ def rank_select(scores, candidates, k, ops, method="threshold"):
   Raises:
     ValueError: an unknown `method`.
   """
+  if method not in RANK_METHODS:
+    raise ValueError(f"method must be one of {RANK_METHODS}, got {method!r}.")
+  positions = getattr(ops, "positions", None)
+  if positions is None:
+    return _rank(scores, candidates, k, ops, method)
+  at = positions(candidates)
+  chosen = _rank(ops.take(scores, at), None, k, ops, method)
+  return ops.mark(ops.take(at, chosen), int(scores.shape[0]))
+
+
+def _rank(scores, candidates, k, ops, method):
+  """`rank_select`'s rule; `candidates` None: every entry is one."""
   s = ops.cast(scores, "float32")
   s = ops.where(ops.isnan(s), ops.full_like(s, -MAX),
                 ops.clip(s, LOWEST, MAX))
@@ -83,14 +99,16 @@ def rank_select(scores, candidates, k, ops, method="threshold"):
   s = ops.where(ops.equal(s, 0.0), ops.zeros_like(s), s)
   if method == "sort":
     n = int(scores.shape[0])
-    key = ops.where(candidates, s, ops.full_like(s, -np.inf))
+    key = s if candidates is None else ops.where(
+        candidates, s, ops.full_like(s, -np.inf))
     order = ops.descending_order(key)
     rank = ops.scatter_1d(order, ops.arange(n), n)
-    return ops.logical_and(ops.less(rank, k), candidates)
-  if method != "threshold":
-    raise ValueError(f"method must be one of {RANK_METHODS}, got {method!r}.")
+    chosen = ops.less(rank, k)
+    return chosen if candidates is None else ops.logical_and(
+        chosen, candidates)
   key = ops.float_order_key(s)
-  key = ops.where(candidates, key, ops.full_like(key, INT32_MIN))
+  if candidates is not None:
+    key = ops.where(candidates, key, ops.full_like(key, INT32_MIN))
   # A namespace may find the same value its own way (NumPy: a partition).
   kth = getattr(ops, "kth_largest", None)
   t = kth(key, k) if kth is not None else kth_largest_key(key, k, ops)
@@ -98,9 +116,9 @@ def rank_select(scores, candidates, k, ops, method="threshold"):
   ties = ops.equal(key, t)
   # The first `k - count(above)` ties, by index.
   wanted = k - ops.count(above)
-  first_ties = ops.logical_and(
-      ties, ops.less_equal(ops.cumsum(ops.cast(ties, "int32")), wanted))
-  return ops.logical_and(ops.logical_or(above, first_ties), candidates)
+  chosen = ops.logical_or(above, ops.logical_and(
+      ties, ops.less_equal(ops.cumsum(ops.cast(ties, "int32")), wanted)))
+  return chosen if candidates is None else ops.logical_and(chosen, candidates)
 
 
 def kth_largest_key(key, k, ops):

@@ -267,15 +267,15 @@ def resolve_jit_compile(jit_compile, backend="tensorflow"):
     (`jax.jit` 12-30x faster than NumPy from 1M weights to ResNet-50) and
     PyTorch (eager CUDA ops 2.7-9x); XLA on a TensorFlow GPU is assumed, not
     yet measured.
-  - On a CPU: False. NumPy measured within 5-30 ms of the compiled update
-    either way up to 5M weights and faster above (one update: LeNet-300-100
-    11-21 ms, XLA and `jax.jit` about the same; 1M weights 33-52 against
-    34-56 ms; 25M 1026 against 1163 ms; ResNet-50 1191 against 1352 ms) and has
-    nothing to compile (XLA's first LeNet update took 4.6 s, `jax.jit`'s
-    1.1-1.3 s, graph mode's trace 0.2-0.3 s), with a lower peak (ResNet-50:
-    0.27 float32 per sparse weight against XLA's 1.01), and 2.6-5x faster
-    than eager torch ops (LeNet-300-100 9-13 against 47-53 ms; 1M weights
-    44 against 116 ms, 5M 178 against 563 ms).
+  - On a CPU: False. NumPy, which ranks each kernel's candidates alone,
+    measured faster than XLA at every size on tf_keras (one update: 1M
+    weights 22-34 against 38-54 ms; 5M 110-172 against 227-233 ms; ResNet-50
+    0.91 against 1.28 s) and has nothing to compile (XLA's first LeNet
+    update took 4.6 s, `jax.jit`'s 1.1-1.3 s, graph mode's trace
+    0.2-0.3 s), with a lower peak (ResNet-50: 0.5-0.7 float32 per sparse
+    weight against XLA's 1.01), and 2.6-5x faster than eager torch ops
+    (measured before the candidates-only rank: LeNet-300-100 9-13 against
+    47-53 ms; 1M weights 44 against 116 ms, 5M 178 against 563 ms).
 
   Args:
     jit_compile: True, False or "auto".

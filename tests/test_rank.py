@@ -58,6 +58,22 @@ def test_numpy_namespace_selects_what_numpy_expects_for_every_case(method):
   assert checked > 150
 
 
+def test_numpy_ranks_the_candidates_alone(monkeypatch):
+  # NumPy's update gathers a kernel's candidates and ranks only those (a
+  # prune at 90% sparsity ranks a tenth of the kernel): the k-th value is
+  # searched among exactly the candidates, and the answer is unchanged.
+  seen = []
+  kth = array_ops.NUMPY.kth_largest
+  monkeypatch.setattr(array_ops.NUMPY, "kth_largest",
+                      lambda key, k: seen.append(key.shape[0]) or kth(key, k))
+  rng = np.random.default_rng(3)
+  s = rng.standard_normal(1000).astype(np.float32)
+  c = rng.random(1000) < 0.1
+  got = core.rank_select(s, c, np.int32(7), array_ops.NUMPY)
+  assert seen == [c.sum()]
+  np.testing.assert_array_equal(got, rank_cases.expected(s, c, 7))
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_rank_select_is_one_xla_program_for_every_k(method):
   select = _select(method, compiled=True)
