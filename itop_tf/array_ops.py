@@ -202,7 +202,7 @@ class _NumpyOps:
   `jax.jit` took 1-5 s for a first update), its updates measured faster
   than XLA's on a CPU at every size and 2.6-5x faster than eager torch ops
   (BENCHMARKS.md). The same `core` functions, the same selected entries;
-  `positions`/`take`/`mark` let `core.rank_select` rank a kernel's
+  `positions` and `take` let `core.rank_select` rank a kernel's
   candidates alone, which only a namespace with shapes known at run time
   can do.
   """
@@ -288,15 +288,8 @@ class _NumpyOps:
 
   @staticmethod
   def take(x, indices):
-    """`x` at `indices` (ints or a bool mask): `x[indices]`."""
+    """`x` at int `indices`: `x[indices]`."""
     return x[indices]
-
-  @staticmethod
-  def mark(indices, n):
-    """1-D bool array of size `n`, True at `indices`."""
-    out = np.zeros((n,), bool)
-    out[indices] = True
-    return out
 
   @staticmethod
   def kth_largest(key, k):

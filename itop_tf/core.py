@@ -87,7 +87,7 @@ def rank_select(scores, candidates, k, ops, method="threshold"):
     return _rank(scores, candidates, k, ops, method)
   at = positions(candidates)
   chosen = _rank(ops.take(scores, at), None, k, ops, method)
-  return ops.mark(ops.take(at, chosen), int(scores.shape[0]))
+  return ops.scatter_1d(at, chosen, int(scores.shape[0]))
 
 
 def _rank(scores, candidates, k, ops, method):
