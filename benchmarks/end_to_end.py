@@ -10,6 +10,8 @@ Two tasks, both on offline Fashion-MNIST (`dataset-fashion-mnist`):
   (tf_keras, and Keras 3 on TensorFlow, JAX and PyTorch). `torch_loop`
   trains the dense model in a bare PyTorch loop (the official code's
   framework, no sparsity): it tells how fast the machine is in this run.
+  The PyTorch runs train on the GPU when PyTorch sees one (as the official
+  code, which calls `.cuda()`), else on the CPU.
   With --official_code=DIR (a checkout of the paper's code,
   github.com/Shiweiliuiiiiiii/In-Time-Over-Parameterization, which this
   project does not ship), front-end `official` trains the same four methods
@@ -70,6 +72,9 @@ TASKS = {
                    ("dense", "tfmot", "static", "set_itop", "rigl_itop"), 2),
 }
 LR, MOMENTUM, L2, BATCH, UPDATE_INTERVAL = 0.05, 0.9, 5e-4, 128, 100
+# The command that starts a child, before its flags; None: this script.
+# benchmarks/without_tensorflow.py sets it so that children run through it.
+CHILD_PREFIX = None
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -85,8 +90,8 @@ def define_flags(flag_values=flags.FLAGS):
          "quickstart: small_cnn,lenet_300_100).")
   define("integer", "epochs", None, "Epochs (default: 20 for paper, 2 for "
          "quickstart).")
-  define("integer", "steps_per_execution", 10, "The quickstart's second "
-         "steps_per_execution (the paper task uses 1).")
+  define("integer", "steps_per_execution", 10, "Each Keras front-end also "
+         "runs with this steps_per_execution, beside 1 (not on PyTorch).")
   define("integer", "repeats", 3, "Interleaved rounds of every run.")
   define("integer", "seed", 0, "Seed of every run.")
   define("integer", "train_examples", 0, "Use the first N training examples "
@@ -217,12 +222,28 @@ def weights_digest(model, keras):
   return h.hexdigest()[:12]
 
 
-def torch_data(f):
-  """`load_data` as PyTorch tensors, labels int64: (x, y, x_test, y_test)."""
+def torch_device():
+  """Where the PyTorch runs train: the GPU when there is one, as the paper's
+  code does (it calls `.cuda()`), else the CPU."""
   import torch
-  x, y, x_test, y_test = (torch.from_numpy(a) for a in
+  return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def torch_data(f):
+  """`load_data` as PyTorch tensors on `torch_device()`, labels int64:
+  (x, y, x_test, y_test)."""
+  import torch
+  x, y, x_test, y_test = (torch.from_numpy(a).to(torch_device()) for a in
                           load_data(f.data_dir, f.train_examples))
   return x, y.long(), x_test, y_test.long()
+
+
+def torch_seconds(start):
+  """Seconds since `start` once the GPU's queued work (if any) is done."""
+  import torch
+  if torch.cuda.is_available():
+    torch.cuda.synchronize()
+  return time.perf_counter() - start
 
 
 def torch_sgd(model):
@@ -256,14 +277,15 @@ def train_torch_loop(run, f):
   torch.manual_seed(f.seed)
   model = torch.nn.Sequential(
       torch.nn.Flatten(), torch.nn.Linear(784, 300), torch.nn.ReLU(),
-      torch.nn.Linear(300, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
+      torch.nn.Linear(300, 100), torch.nn.ReLU(),
+      torch.nn.Linear(100, 10)).to(torch_device())
   opt = torch_sgd(model)
   per_epoch = steps_per_epoch(len(x))
   sched = torch.optim.lr_scheduler.MultiStepLR(
       opt, [epochs * per_epoch // 2, epochs * per_epoch * 3 // 4])
   start = time.perf_counter()
   for _ in range(epochs):
-    order = torch.randperm(len(x))
+    order = torch.randperm(len(x), device=x.device)
     for i in range(per_epoch):
       idx = order[i * BATCH:(i + 1) * BATCH]
       loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
@@ -271,7 +293,7 @@ def train_torch_loop(run, f):
       loss.backward()
       opt.step()
       sched.step()
-  seconds = time.perf_counter() - start
+  seconds = torch_seconds(start)
   return torch_result(run, model, seconds, epochs * per_epoch, x_test, y_test)
 
 
@@ -279,7 +301,7 @@ def torch_digest(model):
   """SHA-1 of a PyTorch model's parameters (as `weights_digest`)."""
   h = hashlib.sha1()
   for p in model.parameters():
-    h.update(p.detach().numpy().tobytes())
+    h.update(p.detach().cpu().numpy().tobytes())
   return h.hexdigest()[:12]
 
 
@@ -312,7 +334,7 @@ def train_official(run, f):
   method, epochs = run["method"], epochs_of(f)
   x, y, x_test, y_test = torch_data(f)
   torch.manual_seed(f.seed)
-  model = official_models.LeNet_300_100()
+  model = official_models.LeNet_300_100().to(torch_device())
   opt = torch_sgd(model)
   sched = torch.optim.lr_scheduler.MultiStepLR(
       opt, [epochs // 2, epochs * 3 // 4])  # per epoch, as main.py steps it
@@ -333,7 +355,7 @@ def train_official(run, f):
     for _ in range(epochs):
       model.train()
       train_loss, correct = 0.0, 0
-      order = torch.randperm(len(x))
+      order = torch.randperm(len(x), device=x.device)
       for i in range(per_epoch):
         idx = order[i * BATCH:(i + 1) * BATCH]
         data, target = x[idx], y[idx]
@@ -350,7 +372,7 @@ def train_official(run, f):
         else:
           opt.step()
       sched.step()
-  seconds = time.perf_counter() - start
+  seconds = torch_seconds(start)
   model.eval()
   rate, sparsity = None, 0.0
   if mask is not None:
@@ -427,7 +449,7 @@ def tfmot_sparsity(model):
 
 def child_args(run, f):
   """Command line of the child that does `run`."""
-  return [sys.executable, os.path.abspath(__file__),
+  return (CHILD_PREFIX or [sys.executable, os.path.abspath(__file__)]) + [
           "--child=" + json.dumps(run), f"--task={f.task}",
           f"--epochs={epochs_of(f)}", f"--seed={f.seed}",
           f"--train_examples={f.train_examples}", f"--data_dir={f.data_dir}"
@@ -446,7 +468,9 @@ def run_child(run, f):
                        env=env, check=False)
   if out.returncode:
     raise RuntimeError(f"run {run} failed:\n{out.stderr[-3000:]}")
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  # The child's result is its last JSON line (a runner may print after it).
+  line = [l for l in out.stdout.splitlines() if l.startswith("{")][-1]
+  return json.loads(line)
 
 
 def summarize(results):
@@ -523,7 +547,8 @@ def run_all(f):
   return rows
 
 
-def main(f):
+def run(f):
+  """One child run (--child) or every run of the task."""
   if f.child:
     print(json.dumps(train(json.loads(f.child), f)))
     return None
@@ -531,4 +556,4 @@ def main(f):
 
 
 if __name__ == "__main__":
-  harness.main(define_flags, main)
+  harness.main(define_flags, run)

@@ -4,9 +4,9 @@ r"""Runs a Keras 3 benchmark on JAX or PyTorch where TensorFlow is absent.
 front-end. The GPU machine lent to this project has JAX and PyTorch but no
 TensorFlow, and TensorFlow with the CUDA 12 libraries it needs is far over
 the 64 MiB a call may carry there. This runner lets `import itop_tf` and the
-benchmark's imports succeed with stand-ins for those three packages, then
-hides them again: Keras 3 then sees no TensorFlow, importing it raises, and
-any use of a stand-in raises, so a figure measured this way cannot have gone
+benchmark's imports succeed with stand-ins for those packages (and TFDS,
+which needs TensorFlow), then hides them again: Keras 3 then sees no
+TensorFlow, importing it raises, and any use of a stand-in raises, so a figure measured this way cannot have gone
 through TensorFlow. The one stand-in with behaviour is tf_keras' `Callback`,
 the base of `ITOPCallback`: it is Keras 3's (the same no-op hooks).
 
@@ -21,6 +21,11 @@ so a run cut short by a time limit keeps the rows it made.
   KERAS_BACKEND=torch python benchmarks/without_tensorflow.py keras3_memory
   KERAS_BACKEND=jax python benchmarks/without_tensorflow.py step_overhead \
       --keras3_child=1 --models=resnet50 --image_size=224 --rounds=3
+  KERAS_BACKEND=jax python benchmarks/without_tensorflow.py end_to_end \
+      --task=quickstart --frontends=keras3:jax --models=lenet_300_100
+
+A module with a `CHILD_PREFIX` (end_to_end) starts each run in a child
+process: the runner sets it so that the children run through it too.
 """
 
 import importlib
@@ -32,7 +37,8 @@ import platform
 import sys
 import types
 
-STANDING_IN = ("tensorflow", "tf_keras", "tensorflow_model_optimization")
+STANDING_IN = ("tensorflow", "tf_keras", "tensorflow_model_optimization",
+               "tensorflow_datasets")
 
 
 def _stand_in(path):
@@ -65,7 +71,8 @@ def _decorator(*args, **kwargs):
 
 
 # Called while itop_tf's modules load: decorators that return their function.
-AT_IMPORT = {"tf_keras.utils.register_keras_serializable": _decorator}
+AT_IMPORT = {"tf_keras.utils.register_keras_serializable": _decorator,
+             "tensorflow_datasets.core.Version": str}
 # Stand-ins that are real classes: {path: function returning the class}.
 REAL = {}
 
@@ -170,6 +177,8 @@ def main(argv):
         print("ROW " + json.dumps(out), flush=True)
         return out
       setattr(module, name, printing)
+  if hasattr(module, "CHILD_PREFIX"):  # its child processes run through here
+    module.CHILD_PREFIX = [sys.executable, os.path.abspath(__file__), argv[1]]
   module.define_flags()
   flags.FLAGS(argv[1:])
   logging.set_verbosity(logging.WARNING)

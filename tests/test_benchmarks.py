@@ -10,7 +10,7 @@ import pytest
 import tf_keras as keras
 
 import itop_tf
-from conftest import write_fashion_mnist
+from fashion_files import write_fashion_mnist
 from benchmarks import end_to_end
 from benchmarks import harness
 from benchmarks import keras3_memory
@@ -561,11 +561,27 @@ def test_keras3_gpu_script_runs_known_benchmarks_without_tensorflow():
                       "gpu_keras3.sh")
   subprocess.run(["bash", "-n", path], check=True)
   text = open(path).read().replace("\\\n", " ")
-  calls = re.findall(r"^part (\w+) (\d+) (\w+) (\w+)([^\n]*)", text, re.M)
+  calls = re.findall(r"^(part|extra) (\w+) (\d+) (\w+) (\w+)([^\n]*)",
+                     text, re.M)
   modules = {"mask_update": mask_update, "step_overhead": step_overhead,
-             "keras3_memory": keras3_memory, "keras3_steps": keras3_steps}
-  assert {c[3] for c in calls} == set(modules)
-  assert {c[2] for c in calls} == {"jax", "torch"}
-  for _, _, _, name, args in calls:
+             "keras3_memory": keras3_memory, "keras3_steps": keras3_steps,
+             "end_to_end": end_to_end}
+  assert {c[4] for c in calls} == set(modules)
+  assert {c[3] for c in calls} == {"jax", "torch"}
+  for _, _, _, _, name, args in calls:
     parse(modules[name], *args.split())  # raises on an unknown flag
-  assert sum(int(c[1]) for c in calls) < 600 - 30
+  # The default run (every `part`) under 10 minutes; the extras under 5.
+  assert sum(int(c[2]) for c in calls if c[0] == "part") < 600 - 30
+  assert sum(int(c[2]) for c in calls if c[0] == "extra") < 300 - 30
+  assert len({c[1] for c in calls}) == len(calls)  # names pick parts
+
+
+def test_keras3_gpu_script_refuses_an_unknown_part_before_running(tmp_path):
+  path = os.path.join(os.path.dirname(__file__), "..", "benchmarks",
+                      "gpu_keras3.sh")
+  out = subprocess.run(["bash", path, str(tmp_path / "out"), "steps_jax_lenet",
+                        "steps_jax_lenett"], capture_output=True, text=True,
+                       timeout=60, check=False)
+  assert out.returncode == 2
+  assert "no part named steps_jax_lenett" in out.stderr
+  assert not (tmp_path / "out").exists()  # nothing ran

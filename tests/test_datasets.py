@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from conftest import write_idx
+from fashion_files import write_idx
 from launchers import datasets
 from launchers import fashion_mnist_offline
 

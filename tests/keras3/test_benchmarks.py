@@ -7,6 +7,7 @@ import sys
 from absl import flags
 import pytest
 
+from fashion_files import write_fashion_mnist
 import itop_tf
 import k3util
 from benchmarks import keras3_memory
@@ -85,3 +86,34 @@ def test_keras3_path_trains_and_updates_where_tensorflow_is_absent():
   assert out.returncode == 0, out.stderr[-3000:]
   assert "no TensorFlow" in out.stdout
   assert "TensorFlow modules loaded: none" in out.stdout
+
+
+@pytest.mark.skipif(k3util.BACKEND == "tensorflow",
+                    reason="Keras 3 on TensorFlow needs TensorFlow.")
+def test_end_to_end_children_run_where_tensorflow_is_absent(tmp_path):
+  # end_to_end trains each run in a child process. On the GPU machine the
+  # children must go through the runner as well: here a `tensorflow` that
+  # cannot be imported stands for its absence, so a child started as a plain
+  # script (whose `import itop_tf` imports TensorFlow) fails the run.
+  fake = tmp_path / "no_tf" / "tensorflow"
+  fake.mkdir(parents=True)
+  (fake / "__init__.py").write_text(
+      "raise ModuleNotFoundError('no TensorFlow on this machine')\n")
+  data = write_fashion_mnist(str(tmp_path / "idx"), n_train=1280, n_test=64)
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  env = dict(os.environ, KERAS_BACKEND=k3util.BACKEND,
+             PYTHONPATH=os.pathsep.join(
+                 [str(tmp_path / "no_tf"), os.environ.get("PYTHONPATH", "")]))
+  out = subprocess.run(
+      [sys.executable, "benchmarks/without_tensorflow.py", "end_to_end",
+       "--task=paper", f"--data_dir={data}", "--epochs=11",  # one update
+       f"--frontends=keras3:{k3util.BACKEND}", "--methods=rigl_itop",
+       "--steps_per_execution=1", "--repeats=1"],
+      cwd=root, env=env, capture_output=True, text=True, timeout=600,
+      check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "no TensorFlow" in out.stdout
+  row = (f"| keras3:{k3util.BACKEND} | lenet_300_100 | 1 | rigl_itop |")
+  assert row in out.stdout
+  assert "| 0.980 |" in out.stdout  # the child trained the sparse model
