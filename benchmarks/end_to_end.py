@@ -223,15 +223,20 @@ def weights_digest(model, keras):
 
 
 def torch_device():
-  """Where the PyTorch runs train: the GPU when there is one, as the paper's
-  code does (it calls `.cuda()`), else the CPU."""
+  """Where the PyTorch runs train: the GPU if PyTorch sees one, else the CPU.
+
+  The paper's code trains on the GPU (it calls `.cuda()`).
+  """
   import torch
   return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def torch_data(f):
-  """`load_data` as PyTorch tensors on `torch_device()`, labels int64:
-  (x, y, x_test, y_test)."""
+  """`load_data` as PyTorch tensors on `torch_device()`, labels int64.
+
+  Returns:
+    (x, y, x_test, y_test).
+  """
   import torch
   x, y, x_test, y_test = (torch.from_numpy(a).to(torch_device()) for a in
                           load_data(f.data_dir, f.train_examples))

@@ -6,9 +6,10 @@ TensorFlow, and TensorFlow with the CUDA 12 libraries it needs is far over
 the 64 MiB a call may carry there. This runner lets `import itop_tf` and the
 benchmark's imports succeed with stand-ins for those packages (and TFDS,
 which needs TensorFlow), then hides them again: Keras 3 then sees no
-TensorFlow, importing it raises, and any use of a stand-in raises, so a figure measured this way cannot have gone
-through TensorFlow. The one stand-in with behaviour is tf_keras' `Callback`,
-the base of `ITOPCallback`: it is Keras 3's (the same no-op hooks).
+TensorFlow, importing it raises, and any use of a stand-in raises, so a
+figure measured this way cannot have gone through TensorFlow. The one
+stand-in with behaviour is tf_keras' `Callback`, the base of `ITOPCallback`:
+it is Keras 3's (the same no-op hooks).
 
 MODULE is a benchmark of `benchmarks/` with `define_flags` and `run`; each
 row its `measure`/`measure_keras3` returns also prints at once ("ROW ..."),
