@@ -111,9 +111,12 @@ def test_kth_largest_key_is_the_kth_largest(keys):
   for k in range(1, len(keys) + 1):
     t = core.kth_largest_key(key, tf.constant(k), array_ops.TF)
     assert int(t) == ordered[k - 1]
-    # NumPy's partition finds the same value.
+    # NumPy's partition finds the same value, and so does the bit search
+    # run on the NumPy namespace (its fori_loop and int32 serve only that).
     assert array_ops.NUMPY.kth_largest(np.array(keys, np.int32),
                                        k) == ordered[k - 1]
+    assert int(core.kth_largest_key(np.array(keys, np.int32), k,
+                                    array_ops.NUMPY)) == ordered[k - 1]
 
 
 def test_float_order_key_orders_as_the_floats():
