@@ -205,9 +205,26 @@ def test_memory_peak_runs_each_variant_in_its_own_process():
         r["over_dense_mib"] * 2**20 / 4 / r["sparse_weights"])
   itop = rows[-1]
   assert itop["variant"] == "itop"
-  assert itop["update_mib"] >= 0 and itop["update_first_mib"] >= 0
+  assert itop["update_first_float32_per_weight"] == pytest.approx(
+      itop["update_first_mib"] * 2**20 / 4 / itop["sparse_weights"])
   assert itop["update_float32_per_weight"] == pytest.approx(
       itop["update_mib"] * 2**20 / 4 / itop["sparse_weights"])
+
+
+def test_update_peaks_sees_what_an_update_allocates_and_no_earlier_peak():
+  class Updater:  # an "update" that touches 64 MiB, then frees them
+
+    def update(self, step):
+      del step
+      np.ones(16 * 2**20, np.float32).sum()
+
+  np.ones(128 * 2**20, np.float32).sum()  # an earlier peak of 512 MiB
+  peaks = memory.update_peaks(Updater(), step=0)
+  if peaks is None:
+    pytest.skip("No /proc/self/clear_refs: the peak cannot be reset here.")
+  assert len(peaks) == 2
+  for peak in peaks:  # reset before each: the 512 MiB are not counted
+    assert 60 * 2**20 <= peak < 200 * 2**20
 
 
 def test_reproduce_smoke_writes_table_and_plots(tmp_path, fashion_data):
