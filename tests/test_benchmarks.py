@@ -21,6 +21,8 @@ from benchmarks import reproduce
 from benchmarks import step_overhead
 from benchmarks import tflite_export
 
+BENCHMARKS_DIR = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
+
 
 def parse(module, *args):
   fv = flags.FlagValues()
@@ -560,7 +562,7 @@ def test_end_to_end_rejects_unknown_frontends_methods_and_models():
 
 
 def test_gpu_script_is_valid_bash_and_passes_flags_each_benchmark_knows():
-  path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "gpu.sh")
+  path = os.path.join(BENCHMARKS_DIR, "gpu.sh")
   subprocess.run(["bash", "-n", path], check=True)
   text = open(path).read().replace("\\\n", " ")
   calls = re.findall(r"python3 benchmarks/(\w+)\.py([^\n]*)", text)
@@ -574,8 +576,7 @@ def test_gpu_script_is_valid_bash_and_passes_flags_each_benchmark_knows():
 
 
 def test_keras3_gpu_script_runs_known_benchmarks_without_tensorflow():
-  path = os.path.join(os.path.dirname(__file__), "..", "benchmarks",
-                      "gpu_keras3.sh")
+  path = os.path.join(BENCHMARKS_DIR, "gpu_keras3.sh")
   subprocess.run(["bash", "-n", path], check=True)
   text = open(path).read().replace("\\\n", " ")
   calls = re.findall(r"^(part|extra) (\w+) (\d+) (\w+) (\w+)([^\n]*)",
@@ -594,8 +595,7 @@ def test_keras3_gpu_script_runs_known_benchmarks_without_tensorflow():
 
 
 def test_keras3_gpu_script_refuses_an_unknown_part_before_running(tmp_path):
-  path = os.path.join(os.path.dirname(__file__), "..", "benchmarks",
-                      "gpu_keras3.sh")
+  path = os.path.join(BENCHMARKS_DIR, "gpu_keras3.sh")
   out = subprocess.run(["bash", path, str(tmp_path / "out"), "steps_jax_lenet",
                         "steps_jax_lenett"], capture_output=True, text=True,
                        timeout=60, check=False)

@@ -15,6 +15,9 @@ from benchmarks import keras3_steps
 from benchmarks import mask_update
 from benchmarks import without_tensorflow
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))  # the repository: the runner's cwd
+
 
 def test_mask_update_times_the_update_in_the_backend_and_in_numpy(capsys):
   fv = flags.FlagValues()
@@ -76,12 +79,10 @@ def test_keras3_path_trains_and_updates_where_tensorflow_is_absent():
   # The GPU machine has JAX and PyTorch but no TensorFlow: sparsify, fit with
   # ITOPCallback and MaskUpdater.update must not touch it on these backends
   # (a tf.nest call in the shared update path once did).
-  root = os.path.dirname(os.path.dirname(os.path.dirname(
-      os.path.abspath(__file__))))
   out = subprocess.run(
       [sys.executable, "benchmarks/without_tensorflow.py", "keras3_steps",
        "--steps=2", "--rounds=1", "--updates=1", "--batch_size=16"],
-      cwd=root, env=dict(os.environ, KERAS_BACKEND=k3util.BACKEND),
+      cwd=ROOT, env=dict(os.environ, KERAS_BACKEND=k3util.BACKEND),
       capture_output=True, text=True, timeout=600, check=False)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "no TensorFlow" in out.stdout
@@ -101,8 +102,6 @@ def test_end_to_end_children_run_where_tensorflow_is_absent(tmp_path):
   (fake / "__init__.py").write_text(
       "raise ModuleNotFoundError('no TensorFlow on this machine')\n")
   data = write_fashion_mnist(str(tmp_path / "idx"), n_train=1280, n_test=64)
-  root = os.path.dirname(os.path.dirname(os.path.dirname(
-      os.path.abspath(__file__))))
   env = dict(os.environ, KERAS_BACKEND=k3util.BACKEND,
              PYTHONPATH=os.pathsep.join(
                  [str(tmp_path / "no_tf"), os.environ.get("PYTHONPATH", "")]))
@@ -111,7 +110,7 @@ def test_end_to_end_children_run_where_tensorflow_is_absent(tmp_path):
        "--task=paper", f"--data_dir={data}", "--epochs=11",  # one update
        f"--frontends=keras3:{k3util.BACKEND}", "--methods=rigl_itop",
        "--steps_per_execution=1", "--repeats=1"],
-      cwd=root, env=env, capture_output=True, text=True, timeout=600,
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
       check=False)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "no TensorFlow" in out.stdout
