@@ -232,11 +232,13 @@ class _Remask:
 def _masked_gradient(w, mask, grad_var, flag, decay):
   """Identity on the kernel `w` whose gradient is `where(mask, dy, 0)`.
 
-  The backward pass also hands the incoming dense gradient `dy` (NaN as 0)
-  to `grad_var` when there is one: with `decay=None` only while `flag` is
-  True (the step before an update), with a `decay` every step as an
+  The backward pass also hands the incoming dense gradient `dy` to
+  `grad_var` when there is one: with `decay=None` only while `flag` is True
+  (the step before an update), NaN as 0; with a `decay` every step as an
   exponential moving average `v = decay * v + (1 - decay) * dy` (SNFS's
-  momentum of the dense gradient). One custom gradient does both: on
+  momentum of the dense gradient), where an entry whose `dy` is NaN or +-Inf
+  keeps its average (a LossScaleOptimizer's overflow step would otherwise
+  leave Inf or NaN in it for good). One custom gradient does both: on
   LeNet-300-100 two nested ones cost about as much as a forward `where`
   (BENCHMARKS.md).
   """
@@ -251,9 +253,12 @@ def _masked_gradient(w, mask, grad_var, flag, decay):
 
         def store():
           g = tf.cast(dy, grad_var.dtype)
-          g = tf.where(tf.math.is_nan(g), tf.zeros_like(g), g)
-          if decay is not None:
-            g = decay * tf.convert_to_tensor(grad_var) + (1.0 - decay) * g
+          if decay is None:
+            g = tf.where(tf.math.is_nan(g), tf.zeros_like(g), g)
+          else:
+            v = tf.convert_to_tensor(grad_var)
+            g = tf.where(tf.math.is_finite(g), decay * v + (1.0 - decay) * g,
+                         v)
           with tf.control_dependencies([grad_var.assign(g)]):
             return tf.constant(True)
 

@@ -6,6 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import itop_tf
+from itop_tf import wrapper
 from conftest import compile_sgd, kernels, sparse_mlp
 
 BAD = [np.nan, np.inf, -np.inf]
@@ -102,3 +103,58 @@ def test_update_warns_when_it_prunes_non_finite_weights(caplog):
     updater.update(step=5)
   assert "fc1: 1" in caplog.text and "TerminateOnNaN" in caplog.text
   assert tf.reduce_all(tf.math.is_finite(sw.weight)).numpy()
+
+
+def _gradient_with_bad_entries(shape, seed):
+  """A dense gradient of normal values, its first three NaN, +Inf, -Inf."""
+  g = np.random.default_rng(seed).normal(size=shape).astype("float32")
+  g.flat[:3] = BAD
+  return g
+
+
+@pytest.mark.parametrize("decay", [None, 0.9], ids=["rigl", "momentum"])
+def test_captured_gradient_keeps_its_value_where_the_gradient_is_not_finite(
+    decay):
+  """RigL's capture stores NaN as 0 and leaves +-Inf to the rank's clip; the
+  SNFS moving average keeps its value where the gradient is NaN or +-Inf
+  (before, one such step left Inf or NaN in it for good)."""
+  rng = np.random.default_rng(0)
+  w = tf.constant(rng.normal(size=(3, 4)).astype("float32"))
+  mask = tf.constant(rng.random((3, 4)) < 0.5)
+  before = rng.normal(size=(3, 4)).astype("float32")
+  grad_var = tf.Variable(before)
+  upstream = _gradient_with_bad_entries((3, 4), seed=1)
+  with tf.GradientTape() as tape:
+    tape.watch(w)
+    out = tf.reduce_sum(
+        wrapper._masked_gradient(w, mask, grad_var, tf.constant(True),
+                                        decay) * upstream)
+  dw = tape.gradient(out, w).numpy()
+  np.testing.assert_array_equal(dw, np.where(mask.numpy(), upstream, 0))
+  finite = np.isfinite(upstream)
+  if decay is None:
+    want = np.where(np.isnan(upstream), 0, upstream)
+  else:
+    want = np.where(finite, decay * before + (1 - decay) * upstream, before)
+  np.testing.assert_allclose(grad_var.numpy(), want, rtol=1e-6)
+
+
+def test_momentum_average_stays_finite_through_mixed_float16_overflows():
+  """A LossScaleOptimizer's first steps overflow (it halves its scale and
+  skips them); the SNFS moving average, which the backward pass writes
+  before the optimizer sees the step, must not keep their Inf."""
+  keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    model = compile_sgd(sparse_mlp(sparsity=0.8, grow="momentum"))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 16)).astype("float32") * 50
+    y = rng.integers(0, 4, 64)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0,
+              callbacks=[itop_tf.ITOPCallback()])
+    assert isinstance(model.optimizer, keras.mixed_precision.LossScaleOptimizer)
+    assert model.optimizer.loss_scale.numpy() < 2.0**15, "no step overflowed"
+    for _, sw in kernels(model):
+      g = sw.dense_grad.numpy()
+      assert np.isfinite(g).all() and np.abs(g).max() > 0, sw.name
+  finally:
+    keras.mixed_precision.set_global_policy("float32")

@@ -142,9 +142,10 @@ def _masked_gradient(x, mask, grad_var, decay, capture=None):
   """Identity on the kernel `x` whose gradient is `where(mask, dy, 0)`.
 
   With a `grad_var` (an `overwrite_with_gradient` variable) the incoming
-  dense gradient (NaN as 0), or with a `decay` its moving average, also
-  becomes `grad_var`'s "gradient", which the optimizer stores in it. One
-  custom gradient does both (two nested ones cost more, BENCHMARKS.md).
+  dense gradient (NaN as 0), or with a `decay` its moving average (an entry
+  whose gradient is NaN or +-Inf keeps its average), also becomes
+  `grad_var`'s "gradient", which the optimizer stores in it. One custom
+  gradient does both (two nested ones cost more, BENCHMARKS.md).
   Where `capture` (a scalar bool tensor) is False, `grad_var`'s "gradient"
   is its own value, so the step keeps it. That is a `where`, not a
   conditional: no control flow in the step (a GPU conditional reads its
@@ -175,9 +176,10 @@ def _masked_gradient(x, mask, grad_var, decay, capture=None):
         (upstream,) = args
       masked_dy = ops.where(mask, upstream, ops.zeros_like(upstream))
       d = ops.cast(upstream, g.dtype)
-      d = ops.where(ops.isnan(d), ops.zeros_like(d), d)
-      if decay is not None:
-        d = decay * g + (1.0 - decay) * d
+      if decay is None:
+        d = ops.where(ops.isnan(d), ops.zeros_like(d), d)
+      else:
+        d = ops.where(ops.isfinite(d), decay * g + (1.0 - decay) * d, g)
       if capture is not None:
         d = ops.where(capture, d, g)
       return masked_dy, d

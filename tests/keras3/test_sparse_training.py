@@ -9,6 +9,7 @@ import pytest
 import itop_tf
 from itop_tf import array_ops
 from itop_tf import distributions
+from itop_tf.keras3 import wrapper as k3wrapper
 import k3util
 from k3util import value
 
@@ -239,6 +240,53 @@ def test_a_fit_that_raises_leaves_the_next_updater_capturing_every_step():
   np.testing.assert_allclose(
       value(sw.dense_grad), _mse_gradient(value(sw.weight), x[16:], y[16:]),
       rtol=1e-4, atol=1e-6)
+
+
+
+def _backend_gradients(fn, *arrays):
+  """The gradients of the scalar `fn(*arrays)` by each array, this backend."""
+  backend = keras.backend.backend()
+  if backend == "jax":
+    import jax  # pylint: disable=g-import-not-at-top
+    return jax.grad(fn, argnums=tuple(range(len(arrays))))(*arrays)
+  if backend == "tensorflow":
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tensors = [tf.constant(a) for a in arrays]
+    with tf.GradientTape() as tape:
+      tape.watch(tensors)
+      out = fn(*tensors)
+    return tape.gradient(out, tensors)
+  import torch  # pylint: disable=g-import-not-at-top
+  tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
+  return torch.autograd.grad(fn(*tensors), tensors)
+
+
+@pytest.mark.parametrize("decay", [None, 0.9], ids=["rigl", "momentum"])
+def test_captured_gradient_keeps_its_value_where_the_gradient_is_not_finite(
+    decay):
+  """RigL's capture stores NaN as 0 and leaves +-Inf to the rank's clip; the
+  SNFS moving average keeps its value where the gradient is NaN or +-Inf
+  (before, an Inf left there stayed for good), as on tf_keras."""
+  rng = np.random.default_rng(0)
+  w = rng.normal(size=(3, 4)).astype("float32")
+  mask = rng.random((3, 4)) < 0.5
+  before = rng.normal(size=(3, 4)).astype("float32")
+  upstream = rng.normal(size=(3, 4)).astype("float32")
+  upstream.flat[:3] = [np.nan, np.inf, -np.inf]
+
+  def loss(kernel, grad_var):
+    masked = k3wrapper._masked_gradient(
+        kernel, keras.ops.convert_to_tensor(mask), grad_var, decay)
+    return keras.ops.sum(masked * keras.ops.convert_to_tensor(upstream))
+
+  dw, stored = _backend_gradients(loss, w, before)
+  np.testing.assert_array_equal(value(dw), np.where(mask, upstream, 0))
+  if decay is None:
+    want = np.where(np.isnan(upstream), 0, upstream)
+  else:
+    want = np.where(np.isfinite(upstream),
+                    decay * before + (1 - decay) * upstream, before)
+  np.testing.assert_allclose(value(stored), want, rtol=1e-6)
 
 
 OPTIMIZERS = {
