@@ -19,6 +19,9 @@ Two tasks, both on offline Fashion-MNIST (`dataset-fashion-mnist`):
   `main.py` does, on the same in-memory data (its DataLoader and per-100-step
   logging left out, which only makes it faster), and the table gains each
   run's time over the official code's for the same method.
+  With --torch_init the Keras models start from PyTorch's default
+  initialisation, as the official code's and `torch_loop`'s do: RigL-ITOP's
+  R_s depends on it (BENCHMARKS.md).
 - `--task=quickstart`: the quickstart's small CNN and LeNet-300-100 at 90%,
   Delta T = 100, --epochs epochs, as dense, TF-MOT constant sparsity
   (`prune_low_magnitude`, tf_keras only), itop_tf static, SET-ITOP and
@@ -101,6 +104,11 @@ def define_flags(flag_values=flags.FLAGS):
   define("string", "official_code", None, "Directory of a checkout of the "
          "paper's official code (its sparselearning/ package): adds "
          "front-end `official` to the paper task.")
+  define("bool", "torch_init", False, "Keras models start from PyTorch's "
+         "default initialisation (every kernel and bias uniform in "
+         "+-1/sqrt(fan_in), as nn.Linear and nn.Conv2d), as the official "
+         "code's LeNet does, instead of Keras' (Glorot kernels, zero "
+         "biases).")
   define("string", "child", None, "Internal: one run as JSON.")
 
   def validate(f):
@@ -211,6 +219,33 @@ def with_l2(model, keras, coefficient):
         cfg[key] = keras.regularizers.serialize(
             keras.regularizers.L2(coefficient / 2))
   return model.__class__.from_config(config)
+
+
+def torch_style_init(model, seed):
+  """Draws every kernel and bias as PyTorch's nn.Linear/nn.Conv2d do.
+
+  Both uniform in +-1/sqrt(fan_in), fan_in being all of a kernel's dimensions
+  but the last (inputs, or kernel height x width x input channels). Keras'
+  defaults are Glorot-uniform kernels and zero biases.
+
+  Args:
+    model: a built tf_keras or Keras 3 model, changed in place.
+    seed: seed of the draw.
+
+  Returns:
+    `model`.
+  """
+  rng = np.random.default_rng(seed)
+  for layer in model.layers:
+    kernel = getattr(layer, "kernel", None)
+    if kernel is None:
+      continue
+    bound = 1 / np.sqrt(np.prod(kernel.shape[:-1]))
+    for var in (kernel, getattr(layer, "bias", None)):
+      if var is not None:
+        var.assign(rng.uniform(-bound, bound, tuple(var.shape)).astype(
+            "float32"))
+  return model
 
 
 def weights_digest(model, keras):
@@ -408,6 +443,8 @@ def train(run, f):
   steps = epochs * steps_per_epoch(len(x))
   keras.utils.set_random_seed(f.seed + 1)
   model = with_l2(models.build(name, (28, 28, 1), 10, keras), keras, L2)
+  if f.torch_init:
+    torch_style_init(model, f.seed)
   callbacks = []
   if method == "tfmot":
     model = tfmot.sparsity.keras.prune_low_magnitude(
@@ -458,7 +495,8 @@ def child_args(run, f):
           "--child=" + json.dumps(run), f"--task={f.task}",
           f"--epochs={epochs_of(f)}", f"--seed={f.seed}",
           f"--train_examples={f.train_examples}", f"--data_dir={f.data_dir}"
-         ] + ([f"--official_code={f.official_code}"] if f.official_code else [])
+         ] + ([f"--official_code={f.official_code}"] if f.official_code else []
+              ) + (["--torch_init"] if f.torch_init else [])
 
 
 def run_child(run, f):
@@ -547,6 +585,7 @@ def run_all(f):
   rows = summarize(results)
   print(f"machine: {harness.machine()}; task={f.task}; "
         f"epochs={epochs_of(f)}; seed={f.seed}; "
+        f"init={'PyTorch' if f.torch_init else 'Keras'}; "
         f"{f.repeats} interleaved rounds")
   print(format_rows(rows))
   return rows

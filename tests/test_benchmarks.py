@@ -428,6 +428,57 @@ def test_end_to_end_children_run_each_frontend(tmp_path, capsys):
   assert "| keras3:jax | lenet_300_100 | 1 | static |" in capsys.readouterr().out
 
 
+
+@pytest.mark.parametrize("name", ["lenet_300_100", "small_cnn"])
+def test_torch_init_draws_kernels_and_biases_as_pytorch_layers_do(name):
+  """U(+-1/sqrt(fan_in)) for kernels and biases, fan_in = kh * kw * c_in for
+  a convolution (a bound from the first dimension alone would let a 3x3
+  kernel reach +-0.58); the same seed draws the same values."""
+  from launchers import models  # pylint: disable=g-import-not-at-top
+
+  def drawn(seed):
+    model = models.build(name, (28, 28, 1), 10)
+    return end_to_end.torch_style_init(model, seed)
+
+  model = drawn(0)
+  layers = [l for l in model.layers if hasattr(l, "kernel")]
+  assert len(layers) >= 3
+  for layer in layers:
+    bound = 1 / np.sqrt(np.prod(layer.kernel.shape[:-1]))
+    for var in (layer.kernel, layer.bias):
+      values = var.numpy()
+      assert np.abs(values).max() <= bound, var.name
+      assert np.abs(values).max() > 0.5 * bound, var.name  # not Keras' zeros
+      if values.size >= 100:  # uniform: the mean |value| is bound / 2
+        assert np.abs(values).mean() == pytest.approx(bound / 2, rel=0.2)
+  again, other = drawn(0), drawn(1)
+  np.testing.assert_array_equal(again.layers[-1].kernel.numpy(),
+                                model.layers[-1].kernel.numpy())
+  assert not np.array_equal(other.layers[-1].kernel.numpy(),
+                            model.layers[-1].kernel.numpy())
+
+
+def test_torch_init_reaches_the_child_and_its_model(tmp_path, monkeypatch):
+  """A child is started with its own command line: a flag it is not given
+  is silently off there."""
+  data = write_fashion_mnist(str(tmp_path / "idx"), n_train=128, n_test=64)
+  run = {"frontend": "tf_keras", "model": "lenet_300_100", "method": "dense",
+         "steps_per_execution": 1}
+  fv = parse(end_to_end, "--task=paper", f"--data_dir={data}", "--epochs=1",
+             "--torch_init", "--seed=3")
+  child = parse(end_to_end, *end_to_end.child_args(run, fv)[2:])
+  assert child.torch_init and child.seed == 3
+  assert not parse(end_to_end, *end_to_end.child_args(
+      run, parse(end_to_end, "--task=paper"))[2:]).torch_init
+  seeds = []
+  monkeypatch.setattr(end_to_end, "torch_style_init",
+                      lambda model, seed: seeds.append(seed))
+  end_to_end.train(run, child)
+  child.torch_init = False
+  end_to_end.train(run, child)
+  assert seeds == [3]
+
+
 def test_end_to_end_summary_divides_by_dense_of_the_same_setting():
   def result(method, spe, seconds, digest="a"):
     return {"frontend": "tf_keras", "model": "m", "method": method,
