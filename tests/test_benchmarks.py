@@ -428,7 +428,6 @@ def test_end_to_end_children_run_each_frontend(tmp_path, capsys):
   assert "| keras3:jax | lenet_300_100 | 1 | static |" in capsys.readouterr().out
 
 
-
 @pytest.mark.parametrize("name", ["lenet_300_100", "small_cnn"])
 def test_torch_init_draws_kernels_and_biases_as_pytorch_layers_do(name):
   """U(+-1/sqrt(fan_in)) for kernels and biases, fan_in = kh * kw * c_in for

@@ -242,7 +242,6 @@ def test_a_fit_that_raises_leaves_the_next_updater_capturing_every_step():
       rtol=1e-4, atol=1e-6)
 
 
-
 def _backend_gradients(fn, *arrays):
   """The gradients of the scalar `fn(*arrays)` by each array, this backend."""
   backend = keras.backend.backend()
