@@ -7,6 +7,7 @@ Example:
 
 import threading
 
+from absl import logging
 import tensorflow as tf
 import tf_keras as keras
 
@@ -40,6 +41,12 @@ class ITOPCallback(keras.callbacks.Callback):
   are such. A checkpoint callback of your own that saves at epoch end with
   no batch-end hook should come after `ITOPCallback` in `callbacks`, so that
   its checkpoint holds an update due at the epoch's last step.
+
+  Keras runs callbacks between training calls: with `steps_per_execution`
+  > 1 an update scheduled inside a call runs at the call's end, keyed by its
+  scheduled step. Unless every update step ends a call, train begin logs a
+  warning with the most steps an update can wait
+  (`RegrowthSchedule.update_lateness`).
 
   With grow="gradient" (RigL) only the step before an update writes the
   dense gradient RigL grows by: `MaskUpdater.before_step` arms each
@@ -113,6 +120,18 @@ class ITOPCallback(keras.callbacks.Callback):
     if spe is None:  # Keras 3 keeps a Python int
       spe = getattr(self.model, "steps_per_execution", 1)
     self._spe = int(spe.numpy()) if hasattr(spe, "numpy") else int(spe or 1)
+    steps = (self.params or {}).get("steps")
+    late = self.updater.schedule.update_lateness(self._spe, steps)
+    if late:
+      logging.warning(
+          "ITOPCallback: with steps_per_execution=%d an update scheduled "
+          "inside a training call runs at the call's end, up to %d steps "
+          "late (keyed by its scheduled step; RigL grows by the call's last "
+          "gradient). For updates on their steps, use a steps_per_execution "
+          "that divides update_interval (%d), begin_step (%d) and the "
+          "epoch's steps (%s).", self._spe, late,
+          self.updater.schedule.update_interval,
+          self.updater.schedule.begin_step, steps)
     if self.log_dir and self._writer is None:
       self._writer = tf.summary.create_file_writer(self.log_dir)
     self._rate = self.updater.exploration_rate()

@@ -153,6 +153,45 @@ class RegrowthSchedule(pruning_schedule.PruningSchedule):
     k = (step - self.begin_step) // self.update_interval
     return self.begin_step + k * self.update_interval if k > 0 else None
 
+  def update_lateness(self, steps_per_execution, steps_per_epoch=None):
+    """The most steps an update waits after its scheduled step under `fit`.
+
+    Keras runs callbacks between training calls of `steps_per_execution`
+    steps, counted from each epoch's first step (an epoch's last call may be
+    shorter). `ITOPCallback` runs an update scheduled inside a call at the
+    call's end, keyed by its scheduled step (its prune fraction; RigL grows
+    by the gradient of the call's last step).
+
+    Args:
+      steps_per_execution: steps per training call (`model.compile`'s).
+      steps_per_epoch: steps of an epoch; None: epochs that never end.
+
+    Returns:
+      0 when every update step ends a call, else the largest wait in steps.
+
+    Example:
+
+    >>> RegrowthSchedule(100, 9380).update_lateness(100, steps_per_epoch=469)
+    97
+    """
+    spe, epoch = int(steps_per_execution), int(steps_per_epoch or 0)
+    if spe <= 1:
+      return 0
+    # An update's wait depends on its step modulo the epoch (or the call),
+    # which repeats after `period` updates.
+    cycle = epoch or spe
+    period = cycle // math.gcd(self.update_interval, cycle)
+    worst, step = 0, self.next_update_step(0)
+    for _ in range(period):
+      if step is None:
+        break
+      done = step % cycle  # steps of its epoch (or call) done; 0: the last
+      if done:
+        end = -(-done // spe) * spe
+        worst = max(worst, min(end, epoch) - done if epoch else end - done)
+      step = self.next_update_step(step)
+    return worst
+
   def __call__(self, step):
     """TF-MOT's protocol `(should_prune, sparsity)`: not meaningful here.
 

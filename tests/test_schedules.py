@@ -1,6 +1,6 @@
 """RegrowthSchedule: update steps, cosine prune fraction, serialization."""
 
-
+import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule
@@ -97,3 +97,40 @@ def test_config_round_trip():
 def test_bad_arguments_raise(kwargs, match):
   with pytest.raises(ValueError, match=match):
     itop_tf.RegrowthSchedule(**kwargs)
+
+
+def _walk_fit(schedule, steps_per_execution, steps_per_epoch):
+  """The most steps an update waits, walking `fit`'s calls step by step."""
+  worst, step = 0, 0
+  while step < schedule.total_steps:  # epochs of fit, however many it takes
+    epoch_end = step + (steps_per_epoch or 10**9)
+    while step < min(epoch_end, schedule.total_steps):
+      call_end = min(step + steps_per_execution, epoch_end)
+      for t in range(step + 1, call_end + 1):
+        if schedule.is_update_step(t):
+          worst = max(worst, call_end - t)
+      step = call_end
+  return worst
+
+
+def test_update_lateness_is_what_fit_s_calls_make_updates_wait():
+  rng = np.random.default_rng(0)
+  for _ in range(150):
+    interval = int(rng.integers(1, 40))
+    begin = int(rng.integers(0, 20))
+    schedule = itop_tf.RegrowthSchedule(
+        interval, int(rng.integers(begin + interval + 1, 600)),
+        begin_step=begin)
+    spe = int(rng.integers(1, 30))
+    epoch = int(rng.integers(1, 90)) if rng.random() < 0.8 else None
+    assert schedule.update_lateness(spe, epoch) == _walk_fit(
+        schedule, spe, epoch), (interval, begin, spe, epoch)
+
+
+def test_update_lateness_of_the_paper_task_and_of_dividing_calls():
+  paper = itop_tf.RegrowthSchedule(100, 9380)  # 20 epochs of 469 steps
+  assert paper.update_lateness(100, steps_per_epoch=469) == 97
+  assert paper.update_lateness(1, steps_per_epoch=469) == 0
+  assert itop_tf.RegrowthSchedule(100, 10000).update_lateness(50, 500) == 0
+  # Without epochs: updates at 10, 20, 30 in calls ending at 12, 20, 32.
+  assert itop_tf.RegrowthSchedule(10, 35).update_lateness(4) == 2

@@ -381,6 +381,29 @@ def test_steps_per_execution_runs_overdue_update():
   assert itop_tf.exploration_rate(model) > 0.2
 
 
+
+@pytest.mark.parametrize("spe, late", [(3, 2), (4, 0), (1, 0)])
+def test_callback_warns_when_steps_per_execution_delays_updates(spe, late,
+                                                                 caplog):
+  # 8 steps an epoch, updates due at 4 and 8: calls of 3 end at 3, 6, 8
+  # (the update of step 4 waits 2 steps); calls of 4 end on both.
+  model = sparse_mlp(sparsity=0.8, interval=4)
+  x, y = toy_data()
+  model.compile(keras.optimizers.SGD(0.05), keras.losses.
+                SparseCategoricalCrossentropy(from_logits=True),
+                steps_per_execution=spe)
+  with caplog.at_level("WARNING"):
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0,
+              callbacks=[itop_tf.ITOPCallback()])
+  warned = [m for m in caplog.messages if "steps_per_execution" in m]
+  if late:
+    assert len(warned) == 1
+    assert f"steps_per_execution={spe}" in warned[0]
+    assert f"up to {late} steps late" in warned[0]
+  else:
+    assert not warned
+
+
 def test_capture_flag_is_written_only_when_it_changes(monkeypatch):
   model = compile_sgd(sparse_mlp(sparsity=0.8, interval=5, grow="gradient"))
   updater = itop_tf.MaskUpdater(model)

@@ -133,6 +133,29 @@ def test_callback_on_a_model_without_itop_layers_says_what_to_do():
     model.fit(x, y, epochs=1, verbose=0, callbacks=[itop_tf.ITOPCallback()])
 
 
+
+@pytest.mark.parametrize("spe, late", [(3, 2), (4, 0)])
+def test_callback_warns_when_steps_per_execution_delays_updates(spe, late,
+                                                                 caplog):
+  # 8 steps an epoch, updates due at 4 and 8: calls of 3 end at 3, 6, 8
+  # (the update of step 4 waits 2 steps); calls of 4 end on both.
+  if keras.backend.backend() == "torch":
+    pytest.skip("Keras runs PyTorch with steps_per_execution=1 only.")
+  model = k3util.sparse_mlp(interval=4)
+  model.compile(keras.optimizers.SGD(0.05),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                steps_per_execution=spe)
+  x, y = k3util.toy_data()
+  with caplog.at_level("WARNING"):
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0,
+              callbacks=[itop_tf.ITOPCallback()])
+  warned = [m for m in caplog.messages if "steps_per_execution" in m]
+  if late:
+    assert len(warned) == 1 and f"up to {late} steps late" in warned[0]
+  else:
+    assert not warned
+
+
 def test_counts_must_give_one_count_per_kernel():
   layer = itop_tf.keras3.PruneAndRegrow(keras.layers.Dense(4),
                                         k3util.schedule(), counts=[3, 3])
