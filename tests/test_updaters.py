@@ -381,7 +381,6 @@ def test_steps_per_execution_runs_overdue_update():
   assert itop_tf.exploration_rate(model) > 0.2
 
 
-
 @pytest.mark.parametrize("spe, late", [(3, 2), (4, 0), (1, 0)])
 def test_callback_warns_when_steps_per_execution_delays_updates(spe, late,
                                                                  caplog):

@@ -133,7 +133,6 @@ def test_callback_on_a_model_without_itop_layers_says_what_to_do():
     model.fit(x, y, epochs=1, verbose=0, callbacks=[itop_tf.ITOPCallback()])
 
 
-
 @pytest.mark.parametrize("spe, late", [(3, 2), (4, 0)])
 def test_callback_warns_when_steps_per_execution_delays_updates(spe, late,
                                                                  caplog):
