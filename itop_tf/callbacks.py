@@ -120,7 +120,7 @@ class ITOPCallback(keras.callbacks.Callback):
     if spe is None:  # Keras 3 keeps a Python int
       spe = getattr(self.model, "steps_per_execution", 1)
     self._spe = int(spe.numpy()) if hasattr(spe, "numpy") else int(spe or 1)
-    steps = (self.params or {}).get("steps")
+    steps = (getattr(self, "params", None) or {}).get("steps")
     late = self.updater.schedule.update_lateness(self._spe, steps)
     if late:
       logging.warning(
