@@ -72,9 +72,11 @@ class RegrowthSchedule(pruning_schedule.PruningSchedule):
 
   Example:
 
-  >>> RegrowthSchedule(update_interval=100, total_steps=10_000)    # ITOP
-  >>> RegrowthSchedule(100, 10_000, end_step=7_500)                 # RigL
-  >>> RegrowthSchedule(100, 10_000, initial_prune_fraction=0.0)     # static
+  >>> itop = RegrowthSchedule(update_interval=100, total_steps=10_000)
+  >>> rigl = RegrowthSchedule(100, 10_000, end_step=7_500)  # stops at 75%
+  >>> static = RegrowthSchedule(100, 10_000, initial_prune_fraction=0.0)
+  >>> itop.num_updates, rigl.num_updates, static.final_prune_fraction
+  (99, 74, 0.0)
   """
 
   def __init__(self, update_interval, total_steps, initial_prune_fraction=0.5,

@@ -1,5 +1,7 @@
 """RegrowthSchedule: update steps, cosine prune fraction, serialization."""
 
+import doctest
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -134,3 +136,9 @@ def test_update_lateness_of_the_paper_task_and_of_dividing_calls():
   assert itop_tf.RegrowthSchedule(100, 10000).update_lateness(50, 500) == 0
   # Without epochs: updates at 10, 20, 30 in calls ending at 12, 20, 32.
   assert itop_tf.RegrowthSchedule(10, 35).update_lateness(4) == 2
+
+
+def test_the_module_s_examples_give_what_they_show():
+  from itop_tf import schedules  # pylint: disable=g-import-not-at-top
+  result = doctest.testmod(schedules)
+  assert result.attempted >= 8 and result.failed == 0
