@@ -13,6 +13,8 @@ the tests run it on every backend.
   grow `k` inactive entries with the largest growth score.
 - `update_kernel`: `prune_and_grow` plus what follows it (zero the grown
   weights and their optimizer slots, extend the union) and its statistics.
+- `stored_gradient`: what the dense-gradient variable RigL and SNFS grow by
+  holds after a step.
 - `SparseWeight`: one sparse kernel of a wrapper and its state variables.
 
 Example:
@@ -149,6 +151,30 @@ def kth_largest_key(key, k, ops):
   t = ops.where(enough(zero), zero, ops.int32(INT32_MIN))
   t, _ = ops.fori_loop(0, 31, next_bit, (t, ops.int32(1 << 30)))
   return t
+
+
+def stored_gradient(dy, previous, decay, ops):
+  """What a wrapper's dense-gradient variable holds after a step's `dy`.
+
+  Without a `decay` (RigL) the step's dense gradient, NaN as 0 and +-Inf
+  kept (the rank clips it). With one (SNFS) the moving average
+  `decay * previous + (1 - decay) * dy`, where an entry whose `dy` is NaN or
+  +-Inf keeps `previous`: a LossScaleOptimizer's overflow step would
+  otherwise leave Inf or NaN in it for good.
+
+  Args:
+    dy: the incoming dense gradient, in the variable's dtype.
+    previous: the variable's value (read only with a `decay`).
+    decay: None, or the moving average's decay in [0, 1).
+    ops: an `itop_tf.array_ops` namespace.
+
+  Returns:
+    The value to store.
+  """
+  if decay is None:
+    return ops.where(ops.isnan(dy), ops.zeros_like(dy), dy)
+  return ops.where(ops.isfinite(dy), decay * previous + (1.0 - decay) * dy,
+                   previous)
 
 
 def prune_and_grow(mask, weight, k, grow_scores, ops, rank="threshold"):

@@ -46,6 +46,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
+from itop_tf import array_ops
 from itop_tf import core
 from itop_tf import growth as growth_lib
 from itop_tf import schedules
@@ -237,9 +238,8 @@ def _masked_gradient(w, mask, grad_var, flag, decay):
   (the step before an update), NaN as 0; with a `decay` every step as an
   exponential moving average `v = decay * v + (1 - decay) * dy` (SNFS's
   momentum of the dense gradient), where an entry whose `dy` is NaN or +-Inf
-  keeps its average (a LossScaleOptimizer's overflow step would otherwise
-  leave Inf or NaN in it for good). One custom gradient does both: on
-  LeNet-300-100 two nested ones cost about as much as a forward `where`
+  keeps its average (`core.stored_gradient`). One custom gradient does both:
+  on LeNet-300-100 two nested ones cost about as much as a forward `where`
   (BENCHMARKS.md).
   """
 
@@ -252,13 +252,10 @@ def _masked_gradient(w, mask, grad_var, flag, decay):
       if grad_var is not None:
 
         def store():
-          g = tf.cast(dy, grad_var.dtype)
-          if decay is None:
-            g = tf.where(tf.math.is_nan(g), tf.zeros_like(g), g)
-          else:
-            v = tf.convert_to_tensor(grad_var)
-            g = tf.where(tf.math.is_finite(g), decay * v + (1.0 - decay) * g,
-                         v)
+          g = core.stored_gradient(
+              tf.cast(dy, grad_var.dtype),
+              None if decay is None else tf.convert_to_tensor(grad_var),
+              decay, array_ops.TF)
           with tf.control_dependencies([grad_var.assign(g)]):
             return tf.constant(True)
 

@@ -45,6 +45,7 @@ import math
 import keras
 import numpy as np
 
+from itop_tf import array_ops
 from itop_tf import core
 from itop_tf import growth as growth_lib
 from itop_tf import schedules
@@ -143,9 +144,9 @@ def _masked_gradient(x, mask, grad_var, decay, capture=None):
 
   With a `grad_var` (an `overwrite_with_gradient` variable) the incoming
   dense gradient (NaN as 0), or with a `decay` its moving average (an entry
-  whose gradient is NaN or +-Inf keeps its average), also becomes
-  `grad_var`'s "gradient", which the optimizer stores in it. One custom
-  gradient does both (two nested ones cost more, BENCHMARKS.md).
+  whose gradient is NaN or +-Inf keeps its average: `core.stored_gradient`),
+  also becomes `grad_var`'s "gradient", which the optimizer stores in it.
+  One custom gradient does both (two nested ones cost more, BENCHMARKS.md).
   Where `capture` (a scalar bool tensor) is False, `grad_var`'s "gradient"
   is its own value, so the step keeps it. That is a `where`, not a
   conditional: no control flow in the step (a GPU conditional reads its
@@ -175,11 +176,8 @@ def _masked_gradient(x, mask, grad_var, decay, capture=None):
       if upstream is None:
         (upstream,) = args
       masked_dy = ops.where(mask, upstream, ops.zeros_like(upstream))
-      d = ops.cast(upstream, g.dtype)
-      if decay is None:
-        d = ops.where(ops.isnan(d), ops.zeros_like(d), d)
-      else:
-        d = ops.where(ops.isfinite(d), decay * g + (1.0 - decay) * d, g)
+      d = core.stored_gradient(ops.cast(upstream, g.dtype), g, decay,
+                               array_ops.keras_ops())
       if capture is not None:
         d = ops.where(capture, d, g)
       return masked_dy, d
