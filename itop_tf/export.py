@@ -1,6 +1,7 @@
 """Export a sparse model to LiteRT (TFLite) with sparse weights, and measure it.
 
-`export_tflite` strips the itop_tf layers, converts with sparse weight
+`export_tflite` strips the itop_tf layers of a tf_keras model or of a Keras 3
+model on the TensorFlow backend, converts with sparse weight
 encoding (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`), optionally quantized
 (float16 weights, or int8 post-training quantization with a representative
 dataset, which keeps zeros at 0), writes the file and returns an
@@ -18,6 +19,12 @@ sparse kernels takes the op (XNNPACK's sparse inference targets 1x1
 convolutions of NHWC networks with >= 2/3 zeros; see BENCHMARKS.md for what
 ran here).
 
+Keras 3 on JAX or PyTorch: the converter is TensorFlow's, and Keras 3 exports
+LiteRT from the TensorFlow backend (and PyTorch's through `litert_torch`), so
+those backends get a `ValueError` that names the way: `model.save("m.keras")`,
+then load it with `compile=False` and export it in a process started with
+`KERAS_BACKEND=tensorflow` (`.keras` files load on any backend).
+
 Example:
 
 >>> report = itop_tf.export_tflite(model, "model.tflite", quantize="int8",
@@ -28,6 +35,7 @@ Example:
 (8.1, -0.0004)
 """
 
+import contextlib
 import dataclasses
 import gzip
 import math
@@ -69,9 +77,26 @@ def interpreter(tflite_bytes, num_threads=None, default_delegates=True):
 
 
 def loads_with_default_delegates(tflite_bytes):
-  """Whether LiteRT's default runtime (XNNPACK included) can run the file."""
+  """Whether LiteRT's default runtime (XNNPACK included) can run the file.
+
+  The file is loaded and invoked once on zeros: XNNPACK prepares a layer
+  whose input shape is computed at run time (a Keras 3 `Flatten` exports as
+  SHAPE/PACK/RESHAPE) only when it first runs, so loading alone can pass
+  where running fails.
+
+  Args:
+    tflite_bytes: a LiteRT flatbuffer.
+
+  Returns:
+    True if it loads and runs.
+  """
   try:
-    interpreter(tflite_bytes).allocate_tensors()
+    interp = interpreter(tflite_bytes)
+    interp.allocate_tensors()
+    for detail in interp.get_input_details():
+      interp.set_tensor(detail["index"],
+                        np.zeros(detail["shape"], detail["dtype"]))
+    interp.invoke()
   except RuntimeError:
     return False
   return True
@@ -198,11 +223,57 @@ def _representative(data):
   return generate
 
 
-def convert(model, quantize=None, representative_data=None, sparse=True):
-  """Converts a plain (stripped) tf_keras model to LiteRT flatbuffer bytes.
+def check_convertible(model):
+  """Raises unless TensorFlow's LiteRT converter can take `model` here.
+
+  tf_keras models can be converted; Keras 3 models on the TensorFlow backend
+  only (Keras 3 itself exports LiteRT from TensorFlow, and from PyTorch only
+  through `litert_torch`).
 
   Args:
-    model: a tf_keras model without itop_tf layers.
+    model: a tf_keras or Keras 3 model.
+
+  Raises:
+    ValueError: a Keras 3 model on another backend, with the way round.
+  """
+  if not wrapper_lib.is_keras3_object(model):
+    return
+  import keras  # pylint: disable=g-import-not-at-top
+  backend = keras.backend.backend()
+  if backend != "tensorflow":
+    raise ValueError(
+        "LiteRT export converts Keras 3 models on the TensorFlow backend; "
+        f"this process runs Keras 3 on {backend!r}. Save the model "
+        "(model.save('m.keras')), then in a process started with "
+        "KERAS_BACKEND=tensorflow, `import itop_tf` and export "
+        "keras.models.load_model('m.keras', compile=False): the file loads "
+        "with its masks on any backend (compile=False: a PyTorch "
+        "optimizer's config would import torch after TensorFlow, which "
+        "crashes).")
+
+
+@contextlib.contextmanager
+def _quiet(model):
+  """Keeps Keras 3's export messages (its temporary SavedModel) off stdout."""
+  if not wrapper_lib.is_keras3_object(model):
+    yield
+    return
+  import keras  # pylint: disable=g-import-not-at-top
+  was = keras.config.is_interactive_logging_enabled()
+  keras.config.disable_interactive_logging()
+  try:
+    yield
+  finally:
+    if was:
+      keras.config.enable_interactive_logging()
+
+
+def convert(model, quantize=None, representative_data=None, sparse=True):
+  """Converts a plain (stripped) model to LiteRT flatbuffer bytes.
+
+  Args:
+    model: a tf_keras model, or a Keras 3 model on the TensorFlow backend,
+      without itop_tf layers.
     quantize: None (float32), "float16" (weights) or "int8" (post-training
       quantization of weights and activations; float input and output).
     representative_data: inputs to calibrate int8 activations (an array of
@@ -213,9 +284,11 @@ def convert(model, quantize=None, representative_data=None, sparse=True):
     The flatbuffer as bytes.
 
   Raises:
-    ValueError: an unknown `quantize`, int8 without representative data, or
-      a model the converter cannot take (its message is quoted).
+    ValueError: an unknown `quantize`, int8 without representative data, a
+      Keras 3 model on a backend other than TensorFlow, or a model the
+      converter cannot take (its message is quoted).
   """
+  check_convertible(model)
   if quantize not in QUANTIZE:
     raise ValueError(f"quantize must be one of {QUANTIZE}, got {quantize!r}.")
   if quantize == "int8" and representative_data is None:
@@ -234,7 +307,8 @@ def convert(model, quantize=None, representative_data=None, sparse=True):
   if quantize == "int8":
     converter.representative_dataset = _representative(representative_data)
   try:
-    return converter.convert()
+    with _quiet(model):
+      return converter.convert()
   except Exception as e:  # pylint: disable=broad-except
     # The converter raises ConverterError (and others) with long MLIR logs.
     first = [l.strip() for l in str(e).splitlines() if l.strip()]
@@ -342,7 +416,9 @@ def export_tflite(model, path, quantize=None, representative_data=None,
   """Writes a sparsified model as a LiteRT file with sparse weights.
 
   Args:
-    model: a tf_keras model with itop_tf layers (from `itop_tf.sparsify`).
+    model: a model with itop_tf layers (from `itop_tf.sparsify`): tf_keras,
+      or Keras 3 on the TensorFlow backend (see the module docstring for
+      JAX and PyTorch).
     path: the `.tflite` file to write.
     quantize: None (float32), "float16" (weights in float16) or "int8"
       (post-training quantization with `representative_data`; zeros stay 0).
@@ -359,11 +435,13 @@ def export_tflite(model, path, quantize=None, representative_data=None,
     An `ExportReport`.
 
   Raises:
-    ValueError: a model without itop_tf layers, an unknown `quantize`, int8
-      without representative data, a bad `sparse_encoding`, or a model the
-      converter cannot take.
+    ValueError: a model without itop_tf layers, a Keras 3 model on a backend
+      other than TensorFlow, an unknown `quantize`, int8 without
+      representative data, a bad `sparse_encoding`, or a model the converter
+      cannot take.
   """
   wrapper_lib.sparse_weights(model)  # raises the one "no itop_tf layers"
+  check_convertible(model)
   if sparse_encoding not in ("auto", True, False):
     raise ValueError("sparse_encoding must be 'auto', True or False, got "
                      f"{sparse_encoding!r}.")

@@ -1,0 +1,165 @@
+"""LiteRT export of Keras 3 models: TensorFlow backend; the way round on others.
+
+On the TensorFlow backend `itop_tf.export_tflite` converts a Keras 3 model as
+it does a tf_keras one. On JAX and PyTorch it refuses and names the way: save
+`.keras`, load and export under `KERAS_BACKEND=tensorflow`, which the last
+test walks.
+"""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import digits_task
+import itop_tf
+import k3util
+from itop_tf import export
+
+on_tensorflow = pytest.mark.skipif(
+    k3util.BACKEND != "tensorflow",
+    reason="LiteRT export converts Keras 3 models on TensorFlow only")
+elsewhere = pytest.mark.skipif(
+    k3util.BACKEND == "tensorflow",
+    reason="the way round is for the JAX and PyTorch backends")
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+
+def _trained(epochs=4):
+  """The digits conv net, 90% sparse, RigL-ITOP for a few epochs."""
+  keras.utils.set_random_seed(0)
+  (x_train, y_train), test = digits_task.data()
+  model = itop_tf.sparsify(
+      digits_task.conv_net(keras), 0.9, grow="gradient",
+      schedule=itop_tf.RegrowthSchedule(20, 500))
+  k3util.compile_model(model).fit(x_train, y_train, batch_size=64,
+                                  epochs=epochs, verbose=0,
+                                  callbacks=[itop_tf.ITOPCallback()])
+  return model, x_train, test
+
+
+@pytest.fixture(scope="module")
+def digits_model():
+  return _trained()
+
+
+def _litert_shape(shape):
+  """How LiteRT stores a Keras kernel: Dense (out, in), Conv2D (O, H, W, I)."""
+  if len(shape) == 4:
+    return (shape[3],) + tuple(shape[:3])
+  return tuple(reversed(shape))
+
+
+def _kernel_zero_fractions(plain):
+  return {_litert_shape(tuple(l.kernel.shape)):
+          float(np.mean(k3util.value(l.kernel) == 0))
+          for l in plain.layers if hasattr(l, "kernel")}
+
+
+@on_tensorflow
+def test_float_export_predicts_as_keras_and_keeps_every_zero(digits_model,
+                                                              tmp_path):
+  model, _, (x_test, y_test) = digits_model
+  report = itop_tf.export_tflite(model, str(tmp_path / "m.tflite"),
+                                 eval_data=(x_test, y_test))
+  content = (tmp_path / "m.tflite").read_bytes()
+  assert len(content) == report.bytes
+  plain = itop_tf.strip(model)
+  np.testing.assert_allclose(export.predict_tflite(content, x_test),
+                             plain.predict(x_test, verbose=0),
+                             rtol=1e-4, atol=1e-4)
+  assert report.accuracy == pytest.approx(report.keras_accuracy, abs=1e-3)
+  # Every kernel's zeros, read back from the file, are the stripped
+  # kernel's: nothing densified, nothing of RigL's captured gradient.
+  tensors = {t.shape: t for t in report.tensors}
+  zeros = _kernel_zero_fractions(plain)
+  assert len(zeros) == 4
+  for shape, fraction in zeros.items():
+    assert tensors[shape].zero_fraction == pytest.approx(fraction, abs=1e-9)
+  for row in itop_tf.sparsity_report(model):
+    fraction = zeros[_litert_shape(tuple(row["shape"]))]
+    assert fraction >= 1 - row["density"] - 1e-9
+  # The largest kernel is stored sparse and expanded at load time.
+  assert tensors[(128, 1024)].sparse and "DENSIFY" in report.ops
+  assert report.sparse_encoding and report.default_delegates
+  assert report.size_ratio > 4
+
+
+@on_tensorflow
+def test_int8_export_agrees_with_keras_and_keeps_every_zero(digits_model,
+                                                            tmp_path):
+  model, x_train, (x_test, y_test) = digits_model
+  report = itop_tf.export_tflite(model, str(tmp_path / "m8.tflite"),
+                                 quantize="int8",
+                                 representative_data=x_train[:200],
+                                 eval_data=(x_test, y_test))
+  assert {t.dtype for t in report.tensors} == {"int8"}
+  # XNNPACK cannot run int8 weights stored sparse, which it finds out only
+  # when the runtime-shaped FULLY_CONNECTED first runs: auto stores dense.
+  assert report.default_delegates and not report.sparse_encoding
+  assert "XNNPACK" in report.note
+  plain = itop_tf.strip(model)
+  agree = np.mean(
+      export.predict_tflite((tmp_path / "m8.tflite").read_bytes(),
+                            x_test).argmax(-1) ==
+      plain.predict(x_test, verbose=0).argmax(-1))
+  assert agree >= 0.97
+  tensors = {t.shape: t for t in report.tensors}
+  for shape, fraction in _kernel_zero_fractions(plain).items():
+    assert tensors[shape].zero_fraction >= fraction - 1e-9  # zeros stay 0
+
+
+@on_tensorflow
+def test_export_keeps_keras_export_messages_off_stdout(digits_model, tmp_path,
+                                                       capsys):
+  model, _, _ = digits_model
+  assert keras.config.is_interactive_logging_enabled()
+  itop_tf.export_tflite(model, str(tmp_path / "m.tflite"))
+  # Keras 3 would print its temporary SavedModel's path and endpoints.
+  assert "Saved artifact" not in capsys.readouterr().out
+  assert keras.config.is_interactive_logging_enabled()  # restored
+
+
+@elsewhere
+def test_export_on_another_backend_names_the_way_round(tmp_path):
+  model = k3util.sparse_mlp()
+  with pytest.raises(ValueError, match="KERAS_BACKEND=tensorflow"):
+    itop_tf.export_tflite(model, str(tmp_path / "m.tflite"))
+  with pytest.raises(ValueError, match=k3util.BACKEND):
+    export.convert(itop_tf.strip(model))
+  assert not (tmp_path / "m.tflite").exists()
+
+
+_EXPORT_UNDER_TENSORFLOW = """
+import sys
+import itop_tf
+import keras
+model = keras.models.load_model(sys.argv[1], compile=False)
+itop_tf.export_tflite(model, sys.argv[2])
+"""
+
+
+@elsewhere
+def test_a_model_saved_here_exports_under_tensorflow(tmp_path):
+  model, _, (x_test, _) = _trained(epochs=1)
+  assert itop_tf.exploration_rate(model) > 0.1 + 1e-3  # masks have moved
+  model.save(str(tmp_path / "m.keras"))
+  env = dict(os.environ, KERAS_BACKEND="tensorflow",
+             PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH",
+                                                              "")]))
+  subprocess.run([sys.executable, "-c", _EXPORT_UNDER_TENSORFLOW,
+                  str(tmp_path / "m.keras"), str(tmp_path / "m.tflite")],
+                 env=env, check=True, capture_output=True, timeout=300)
+  content = (tmp_path / "m.tflite").read_bytes()
+  plain = itop_tf.strip(model)
+  np.testing.assert_allclose(export.predict_tflite(content, x_test),
+                             plain.predict(x_test, verbose=0),
+                             rtol=1e-4, atol=1e-4)
+  tensors = {t.shape: t for t in export.weight_tensors(content)}
+  for shape, fraction in _kernel_zero_fractions(plain).items():
+    assert tensors[shape].zero_fraction == pytest.approx(fraction, abs=1e-9)
