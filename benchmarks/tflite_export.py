@@ -21,6 +21,7 @@ Three tables, all through `itop_tf.export_tflite` and the LiteRT interpreter:
 
   python benchmarks/tflite_export.py                       # about 6 minutes
   python benchmarks/tflite_export.py --models=lenet_300_100:1 --sparsities=0.9
+  KERAS_BACKEND=tensorflow python benchmarks/tflite_export.py --frontend=keras3
 """
 
 import json
@@ -39,6 +40,7 @@ import tf_keras as keras
 
 from benchmarks import harness
 from itop_tf import export
+from itop_tf import wrapper
 from launchers import datasets
 from launchers import launcher_flags
 from launchers import models
@@ -66,6 +68,9 @@ def define_flags(flag_values=flags.FLAGS):
   define("string", "out", None, "Write the rows as JSON here.")
   define("string", "work_dir", "/tmp/itop_tflite_export",
          "Where the .tflite files go.")
+  define("enum", "frontend", "tf_keras", "tf_keras, or keras3 (needs "
+         "KERAS_BACKEND=tensorflow: LiteRT converts Keras 3 models there).",
+         ["tf_keras", "keras3"])
 
   def valid_models(values):
     ok = all(len(v.split(":")) == 2 and v.split(":")[0] in (
@@ -82,6 +87,32 @@ def define_flags(flag_values=flags.FLAGS):
       f"--latency_models must be some of {LATENCY_NETWORKS}.",
       flag_values=flag_values)
 
+  def keras3_on_tensorflow(frontend):
+    if frontend == "keras3":
+      import keras as keras3  # pylint: disable=g-import-not-at-top
+      if keras3.backend.backend() != "tensorflow":
+        raise flags.ValidationError(
+            "--frontend=keras3 exports on the TensorFlow backend only; this "
+            f"process runs Keras 3 on {keras3.backend.backend()!r}: start "
+            "it with KERAS_BACKEND=tensorflow.")
+    return True
+
+  flags.register_validator("frontend", keras3_on_tensorflow,
+                           flag_values=flag_values)
+
+
+def keras_of(f):
+  """The Keras of --frontend: tf_keras, or Keras 3."""
+  if f.frontend == "tf_keras":
+    return keras
+  import keras as keras3  # pylint: disable=g-import-not-at-top
+  return keras3
+
+
+def frontend_of(model):
+  """"keras3" or "tf_keras": the Keras that built `model`."""
+  return "keras3" if wrapper.is_keras3_object(model) else "tf_keras"
+
 
 def fashion_mnist(f):
   """(x_train, y_train, x_test, y_test) as arrays, and the builder's spec."""
@@ -97,10 +128,11 @@ def fashion_mnist(f):
 def train(name, epochs, sparsity, data, f):
   """A RigL-ITOP model trained on Fashion-MNIST, as the launcher would."""
   x_train, y_train, _, _, spec = data
+  keras = keras_of(f)  # pylint: disable=redefined-outer-name
   keras.utils.set_random_seed(1)
   steps = epochs * (len(x_train) // f.batch_size)
   model = itop_tf.sparsify(
-      models.build(name, spec.image_shape, spec.num_classes), sparsity,
+      models.build(name, spec.image_shape, spec.num_classes, keras), sparsity,
       grow="gradient",
       schedule=itop_tf.RegrowthSchedule(f.update_interval, steps))
   model.compile(keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
@@ -129,14 +161,16 @@ def size_rows(data, f):
         row = {k: v for k, v in report.to_dict().items()
                if k not in ("tensors", "path", "quantize")}
         rows.append({"model": name, "sparsity": sparsity,
-                     "type": quantize or "float32", **row})
+                     "type": quantize or "float32",
+                     "frontend": frontend_of(model), **row})
   return rows
 
 
-def mobilenet_style(input_shape=(96, 96, 3), num_classes=10):
+def mobilenet_style(input_shape=(96, 96, 3), num_classes=10,
+                    keras_module=keras):
   """A network in the shape XNNPACK's sparse inference accepts."""
-  layers = keras.layers
-  inputs = keras.Input(input_shape)
+  layers = keras_module.layers
+  inputs = keras_module.Input(input_shape)
   x = layers.ZeroPadding2D(1)(inputs)  # padding 1 on each side, stride 2
   x = layers.Conv2D(32, 3, strides=2, activation="relu", name="stem")(x)
   for i, (filters, stride) in enumerate([(64, 1), (128, 2), (128, 1),
@@ -150,15 +184,16 @@ def mobilenet_style(input_shape=(96, 96, 3), num_classes=10):
                                  name=f"dw{i}")(x)
     x = layers.Conv2D(filters, 1, activation="relu", name=f"pw{i}")(x)
   x = layers.GlobalAveragePooling2D()(x)  # MEAN over the spatial axes
-  return keras.Model(inputs, layers.Dense(num_classes, name="head")(x))
+  return keras_module.Model(inputs,
+                            layers.Dense(num_classes, name="head")(x))
 
 
-def latency_model(name):
-  """(sparse tf_keras model, input shape) for the latency table."""
+def latency_model(name, keras_module=keras):
+  """(sparse model of `keras_module`, input shape) for the latency table."""
   schedule = itop_tf.RegrowthSchedule(100, 1000)
-  keras.utils.set_random_seed(2)
+  keras_module.utils.set_random_seed(2)
   if name == "mobilenet_style":
-    base = mobilenet_style()
+    base = mobilenet_style(keras_module=keras_module)
     pointwise = {l.name: 0.2 for l in base.layers if l.name.startswith("pw")}
     dense = [l.name for l in base.layers
              if l.name == "stem" or l.name.startswith("dw")]
@@ -173,7 +208,7 @@ def latency_model(name):
                              layer_densities=pointwise)
     return model, (1, 96, 96, 3)
   shape = (28, 28, 1)
-  return (itop_tf.sparsify(models.build(name, shape, 10), 0.9,
+  return (itop_tf.sparsify(models.build(name, shape, 10, keras_module), 0.9,
                            schedule=schedule), (1,) + shape)
 
 
@@ -199,7 +234,7 @@ def latency_rows(f):
   """Table 2: dense vs sparse float export, batch 1, per thread count."""
   rows = []
   for name in f.latency_models:
-    model, shape = latency_model(name)
+    model, shape = latency_model(name, keras_of(f))
     plain = itop_tf.strip(model)
     files = {"dense": export.convert(plain, sparse=False),
              "sparse": export.convert(plain, sparse=True)}
@@ -214,7 +249,8 @@ def latency_rows(f):
       dense, sparse = (float(np.median(samples[k])) for k in ("dense",
                                                               "sparse"))
       rows.append({
-          "model": name, "threads": threads, "dense_ms": 1e3 * dense,
+          "model": name, "frontend": frontend_of(model), "threads": threads,
+          "dense_ms": 1e3 * dense,
           "sparse_ms": 1e3 * sparse, "sparse_over_dense": sparse / dense,
           "densify_ops": ops.count("DENSIFY"),
           "sparse_tensors": sum(t.sparse for t in tensors),
@@ -240,7 +276,8 @@ def run(f):
   os.makedirs(f.work_dir, exist_ok=True)
   sizes = size_rows(fashion_mnist(f), f) if f.models else []
   latency = latency_rows(f) if f.latency_models else []
-  print(f"machine: {harness.machine()}; CPU flags: {cpu_flags()}")
+  print(f"machine: {harness.machine()}; CPU flags: {cpu_flags()}; "
+        f"front-end: {f.frontend}")
   if sizes:
     print("\n| model | sparsity | type | bytes | gzip | dense float | x smaller "
           "(gzip) | stored sparse | runs on XNNPACK | LiteRT acc | Keras acc |")

@@ -343,6 +343,7 @@ def test_tflite_export_smoke_reports_sizes_accuracy_and_latency(
   row, = latency
   assert row["densify_ops"] >= 1 and row["sparse_tensors"] >= 1
   assert row["dense_ms"] > 0 and row["sparse_ms"] > 0
+  assert {r["frontend"] for r in sizes + latency} == {"tf_keras"}
   assert "| lenet_300_100 | 0.9 | int8 |" in capsys.readouterr().out
   assert (tmp_path / "rows.json").exists()
 

@@ -13,6 +13,7 @@ import k3util
 from benchmarks import keras3_memory
 from benchmarks import keras3_steps
 from benchmarks import mask_update
+from benchmarks import tflite_export
 from benchmarks import without_tensorflow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -62,6 +63,39 @@ def test_keras3_memory_prints_one_row_per_update_and_mode():
                                   "--updates=1"))
   assert [r["jit_compile"] for r in rows] == [True, False]
   assert all(r["sparse_weights"] == 266200 for r in rows)
+
+
+@pytest.mark.skipif(k3util.BACKEND != "tensorflow",
+                    reason="LiteRT converts Keras 3 models on TensorFlow.")
+def test_tflite_export_trains_and_exports_keras3_models(tmp_path, capsys):
+  from launchers import datasets  # pylint: disable=g-import-not-at-top
+  manual = write_fashion_mnist(str(tmp_path / "idx"))
+  datasets.builder(datasets.DATASETS["fashion_mnist"], str(tmp_path / "tfds"),
+                   manual)
+  sizes, latency = tflite_export.run(_flags(
+      tflite_export, "--frontend=keras3", "--models=lenet_300_100:1",
+      "--sparsities=0.9", "--latency_models=lenet_300_100", "--threads=1",
+      "--rounds=1", "--invokes=3", "--batch_size=64", "--update_interval=4",
+      f"--data_dir={tmp_path / 'tfds'}", f"--manual_dir={manual}",
+      f"--work_dir={tmp_path}"))
+  by = {(r["type"], r["sparse_encoding"]): r for r in sizes}
+  assert set(by) == {("float32", True), ("int8", False), ("int8", True)}
+  assert by[("float32", True)]["size_ratio"] > 3
+  for r in sizes:
+    assert abs(r["accuracy_delta"]) <= 0.02 and r["accuracy"] > 0.3
+  row, = latency
+  assert row["densify_ops"] >= 1 and row["sparse_tensors"] >= 1
+  # Every model trained and exported was a Keras 3 one.
+  assert {r["frontend"] for r in sizes + latency} == {"keras3"}
+  assert "front-end: keras3" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(k3util.BACKEND == "tensorflow",
+                    reason="Keras 3 on TensorFlow can export.")
+def test_tflite_export_refuses_keras3_off_tensorflow():
+  with pytest.raises(flags.IllegalFlagValueError,
+                     match="KERAS_BACKEND=tensorflow"):
+    _flags(tflite_export, "--frontend=keras3")
 
 
 def test_without_tensorflow_refuses_a_process_that_has_it():
