@@ -30,22 +30,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
 
-def _trained(epochs=4):
-  """The digits conv net, 90% sparse, RigL-ITOP for a few epochs."""
+@pytest.fixture(scope="module")
+def digits_model():
+  """The digits conv net, 90% sparse, RigL-ITOP for 4 epochs."""
   keras.utils.set_random_seed(0)
   (x_train, y_train), test = digits_task.data()
   model = itop_tf.sparsify(
       digits_task.conv_net(keras), 0.9, grow="gradient",
       schedule=itop_tf.RegrowthSchedule(20, 500))
   k3util.compile_model(model).fit(x_train, y_train, batch_size=64,
-                                  epochs=epochs, verbose=0,
+                                  epochs=4, verbose=0,
                                   callbacks=[itop_tf.ITOPCallback()])
   return model, x_train, test
-
-
-@pytest.fixture(scope="module")
-def digits_model():
-  return _trained()
 
 
 def _litert_shape(shape):
@@ -63,10 +59,15 @@ def _kernel_zero_fractions(plain):
 
 @on_tensorflow
 def test_float_export_predicts_as_keras_and_keeps_every_zero(digits_model,
-                                                              tmp_path):
+                                                              tmp_path,
+                                                              capsys):
   model, _, (x_test, y_test) = digits_model
+  assert keras.config.is_interactive_logging_enabled()
   report = itop_tf.export_tflite(model, str(tmp_path / "m.tflite"),
                                  eval_data=(x_test, y_test))
+  # Keras 3 would print its temporary SavedModel's path and endpoints.
+  assert "Saved artifact" not in capsys.readouterr().out
+  assert keras.config.is_interactive_logging_enabled()  # restored
   content = (tmp_path / "m.tflite").read_bytes()
   assert len(content) == report.bytes
   plain = itop_tf.strip(model)
@@ -114,17 +115,6 @@ def test_int8_export_agrees_with_keras_and_keeps_every_zero(digits_model,
     assert tensors[shape].zero_fraction >= fraction - 1e-9  # zeros stay 0
 
 
-@on_tensorflow
-def test_export_keeps_keras_export_messages_off_stdout(digits_model, tmp_path,
-                                                       capsys):
-  model, _, _ = digits_model
-  assert keras.config.is_interactive_logging_enabled()
-  itop_tf.export_tflite(model, str(tmp_path / "m.tflite"))
-  # Keras 3 would print its temporary SavedModel's path and endpoints.
-  assert "Saved artifact" not in capsys.readouterr().out
-  assert keras.config.is_interactive_logging_enabled()  # restored
-
-
 @elsewhere
 def test_export_on_another_backend_names_the_way_round(tmp_path):
   model = k3util.sparse_mlp()
@@ -146,8 +136,12 @@ itop_tf.export_tflite(model, sys.argv[2])
 
 @elsewhere
 def test_a_model_saved_here_exports_under_tensorflow(tmp_path):
-  model, _, (x_test, _) = _trained(epochs=1)
+  model = k3util.compile_model(k3util.sparse_mlp(sparsity=0.9))
+  x, y = k3util.toy_data()
+  model.fit(x, y, batch_size=32, epochs=2, verbose=0,
+            callbacks=[itop_tf.ITOPCallback()])
   assert itop_tf.exploration_rate(model) > 0.1 + 1e-3  # masks have moved
+  x_test = k3util.toy_data(n=64, seed=1)[0]
   model.save(str(tmp_path / "m.keras"))
   env = dict(os.environ, KERAS_BACKEND="tensorflow",
              PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH",
