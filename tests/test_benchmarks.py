@@ -191,8 +191,8 @@ def test_memory_state_accounting_per_sparse_weight():
 
 
 def test_memory_peak_runs_each_variant_in_its_own_process():
-  fv = parse(memory, "--models=resnet20", "--steps=1", "--batch_size=2")
-  rows = memory.peak_rows("resnet20", fv)
+  fv = parse(memory, "--models=lenet_300_100", "--steps=1", "--batch_size=2")
+  rows = memory.peak_rows("lenet_300_100", fv)
   assert [r["variant"] for r in rows] == list(harness.VARIANTS)
   # Each row was measured by a child that ran that variant, in a process
   # of its own.
