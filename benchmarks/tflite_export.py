@@ -128,15 +128,15 @@ def fashion_mnist(f):
 def train(name, epochs, sparsity, data, f):
   """A RigL-ITOP model trained on Fashion-MNIST, as the launcher would."""
   x_train, y_train, _, _, spec = data
-  keras = keras_of(f)  # pylint: disable=redefined-outer-name
-  keras.utils.set_random_seed(1)
+  k = keras_of(f)
+  k.utils.set_random_seed(1)
   steps = epochs * (len(x_train) // f.batch_size)
   model = itop_tf.sparsify(
-      models.build(name, spec.image_shape, spec.num_classes, keras), sparsity,
+      models.build(name, spec.image_shape, spec.num_classes, k), sparsity,
       grow="gradient",
       schedule=itop_tf.RegrowthSchedule(f.update_interval, steps))
-  model.compile(keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
-                keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+  model.compile(k.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+                k.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"], jit_compile=True)
   model.fit(x_train, y_train, batch_size=f.batch_size, epochs=epochs,
             verbose=0, callbacks=[itop_tf.ITOPCallback()])
