@@ -141,7 +141,9 @@ class ExportReport:
       expanded at load time).
     accuracy: top-1 accuracy of the LiteRT interpreter on the evaluation
       data, or None.
-    keras_accuracy: the stripped Keras model's on the same data, or None.
+    keras_accuracy: the stripped Keras model's on the same data (computing
+      in float32, as the file does, also after mixed-precision training),
+      or None.
   """
   path: str
   quantize: Optional[str]
@@ -445,7 +447,9 @@ def export_tflite(model, path, quantize=None, representative_data=None,
   if sparse_encoding not in ("auto", True, False):
     raise ValueError("sparse_encoding must be 'auto', True or False, got "
                      f"{sparse_encoding!r}.")
-  plain = prune.strip(model)
+  # float32 layers: a model trained in mixed precision would otherwise hand
+  # the converter float16 (or bfloat16) ops it has no builtins for.
+  plain = prune.strip(model, dtype="float32")
   content = convert(plain, quantize, representative_data,
                     sparse=bool(sparse_encoding))
   runs = loads_with_default_delegates(content)

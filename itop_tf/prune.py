@@ -116,8 +116,11 @@ def _clone(model, make_layer, ed):
   return new_model
 
 
-def _fresh(layer):
-  return layer.__class__.from_config(layer.get_config())
+def _fresh(layer, dtype=None):
+  config = layer.get_config()
+  if dtype is not None:
+    config["dtype"] = dtype
+  return layer.__class__.from_config(config)
 
 
 def sparsify(model, sparsity, schedule=None, distribution="erk",
@@ -248,7 +251,7 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
   return sparse
 
 
-def strip(model):
+def strip(model, dtype=None):
   """Returns a plain Keras copy of a sparsified model with exact zeros.
 
   Each `PruneAndRegrow` layer is replaced by its inner layer with inactive
@@ -258,6 +261,10 @@ def strip(model):
   Args:
     model: a Sequential or functional model from `sparsify` (tf_keras or
       Keras 3).
+    dtype: None keeps each layer's dtype policy; a policy name (e.g.
+      "float32") rebuilds every layer with it. `export_tflite` asks for
+      float32: LiteRT has no float16 or bfloat16 compute for the ops that
+      mixed precision leaves in the model.
 
   Returns:
     A new model of the same Keras without itop_tf layers.
@@ -273,14 +280,14 @@ def strip(model):
 
   def make_layer(layer):
     if not isinstance(layer, ed.wrapper):
-      return _fresh(layer), lambda n: n.set_weights(layer.get_weights())
+      return _fresh(layer, dtype), lambda n: n.set_weights(layer.get_weights())
     inner = layer.layer
     values = inner.get_weights()
     for sw in layer.sparse_weights:
       j = next(i for i, v in enumerate(inner.weights) if v is sw.weight)
       values[j] = np.where(ed.to_numpy(sw.mask), values[j], 0).astype(
           values[j].dtype)
-    return _fresh(inner), lambda n: n.set_weights(values)
+    return _fresh(inner, dtype), lambda n: n.set_weights(values)
 
   return _clone(model, make_layer, ed)
 

@@ -179,11 +179,19 @@ def test_mixed_precision_run_keeps_exact_sparsity(tmp_path, fashion_data,
         launcher_flags.CIFAR, tmp_path, f"--mixed_precision={policy}",
         "--dataset=fashion_mnist", "--model=lenet_300_100", "--epochs=1",
         "--batch_size=64", "--update_interval=3", "--eval_every=0",
+        "--export=tflite",
         f"--data_dir={fashion_data[0]}", f"--manual_dir={fashion_data[1]}")
   finally:
     keras.mixed_precision.set_global_policy("float32")
   assert results["step"] == 16 and results["exploration_rate"] > 0.15
   assert results["sparsity"] == pytest.approx(0.9, abs=1e-6)
+  # Exported computing in float32 (LiteRT has no float16/bfloat16 kernels
+  # for these ops): the file agrees with the float32 copy it came from and,
+  # give or take rounding, with the mixed-precision test accuracy.
+  lite = results["tflite"]
+  assert lite["accuracy"] == pytest.approx(lite["keras_accuracy"], abs=1e-3)
+  assert lite["keras_accuracy"] == pytest.approx(results["test_accuracy"],
+                                                 abs=0.02)
 
 
 def test_export_flag_writes_int8_litert_file_and_reports_it(

@@ -115,6 +115,29 @@ def test_int8_export_agrees_with_keras_and_keeps_every_zero(digits_model,
     assert tensors[shape].zero_fraction >= fraction - 1e-9  # zeros stay 0
 
 
+@on_tensorflow
+def test_mixed_precision_model_exports_computing_in_float32(tmp_path):
+  keras.config.set_dtype_policy("mixed_float16")  # conftest resets it
+  model = itop_tf.sparsify(k3util.small_cnn(), 0.9,
+                           schedule=itop_tf.RegrowthSchedule(10, 100))
+  keras.config.set_dtype_policy("float32")
+  assert {l.compute_dtype for l in itop_tf.strip(model).layers[1:]} == {
+      "float16"}
+  plain = itop_tf.strip(model, dtype="float32")
+  assert {l.compute_dtype for l in plain.layers} == {"float32"}
+  # The converter has no float16 Conv2D: without float32 layers this raised
+  # "cannot convert".
+  report = itop_tf.export_tflite(model, str(tmp_path / "m.tflite"))
+  x = np.random.default_rng(0).random((32, 8, 8, 3), np.float32)
+  out = export.predict_tflite((tmp_path / "m.tflite").read_bytes(), x)
+  np.testing.assert_allclose(out, plain.predict(x, verbose=0), rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_allclose(out, model.predict(x, verbose=0), rtol=2e-2,
+                             atol=2e-2)  # the float16 model, give or take
+  assert {t.dtype for t in report.tensors} == {"float32"}
+  assert max(t.zero_fraction for t in report.tensors) > 0.8
+
+
 @elsewhere
 def test_export_on_another_backend_names_the_way_round(tmp_path):
   model = k3util.sparse_mlp()
