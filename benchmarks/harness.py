@@ -77,6 +77,21 @@ def network(name, f):
   return (lambda: models.build(model_name, shape, classes)), batch
 
 
+def keras_of(frontend):
+  """The Keras a benchmark's --frontend names: tf_keras, or Keras 3.
+
+  Args:
+    frontend: "tf_keras", or "keras3" (on the backend KERAS_BACKEND names).
+
+  Returns:
+    The `tf_keras` or `keras` module.
+  """
+  if frontend == "tf_keras":
+    return keras
+  import keras as keras3  # pylint: disable=g-import-not-at-top
+  return keras3
+
+
 def main(define_flags, run):
   """Script entry point: defines the flags, then runs `run(FLAGS)` quietly."""
   define_flags()

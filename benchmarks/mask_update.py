@@ -94,18 +94,10 @@ def mlp(millions, keras_module=keras):
   return build
 
 
-def keras_of(f):
-  """The Keras of --frontend: tf_keras, or Keras 3."""
-  if f.frontend == "tf_keras":
-    return keras
-  import keras as keras3  # pylint: disable=g-import-not-at-top
-  return keras3
-
-
 def backend(f):
   """The backend of --frontend: "tensorflow" for tf_keras."""
   return "tensorflow" if f.frontend == "tf_keras" else (
-      keras_of(f).backend.backend())
+      harness.keras_of(f.frontend).backend.backend())
 
 
 def sparse_model_and_step(build, batch, f):
@@ -205,7 +197,7 @@ def format_rows(rows, methods, backend_name="tensorflow"):
 
 def run(f):
   """Times every model; prints and returns the rows."""
-  k = keras_of(f)
+  k = harness.keras_of(f.frontend)
   rows = []
   for p in f.params:
     rows.append(measure(f"mlp_{p}M", mlp(float(p), k), f.mlp_batch_size, f))

@@ -101,14 +101,6 @@ def define_flags(flag_values=flags.FLAGS):
                            flag_values=flag_values)
 
 
-def keras_of(f):
-  """The Keras of --frontend: tf_keras, or Keras 3."""
-  if f.frontend == "tf_keras":
-    return keras
-  import keras as keras3  # pylint: disable=g-import-not-at-top
-  return keras3
-
-
 def frontend_of(model):
   """"keras3" or "tf_keras": the Keras that built `model`."""
   return "keras3" if wrapper.is_keras3_object(model) else "tf_keras"
@@ -128,7 +120,7 @@ def fashion_mnist(f):
 def train(name, epochs, sparsity, data, f):
   """A RigL-ITOP model trained on Fashion-MNIST, as the launcher would."""
   x_train, y_train, _, _, spec = data
-  k = keras_of(f)
+  k = harness.keras_of(f.frontend)
   k.utils.set_random_seed(1)
   steps = epochs * (len(x_train) // f.batch_size)
   model = itop_tf.sparsify(
@@ -234,7 +226,7 @@ def latency_rows(f):
   """Table 2: dense vs sparse float export, batch 1, per thread count."""
   rows = []
   for name in f.latency_models:
-    model, shape = latency_model(name, keras_of(f))
+    model, shape = latency_model(name, harness.keras_of(f.frontend))
     plain = itop_tf.strip(model)
     files = {"dense": export.convert(plain, sparse=False),
              "sparse": export.convert(plain, sparse=True)}
