@@ -215,6 +215,10 @@ def make_train_fn(spec, b, global_batch, seed, steps_per_epoch, start_step,
     base_seed = seed * 1000003 + index
 
     def epoch_ds(epoch):
+      # The epoch's seed alone, whatever the global seed: TF pairs an op seed
+      # with the global one, and a global seed of 0 (set_random_seed(0))
+      # made that pairing fail on this symbolic seed.
+      tf.compat.v1.get_default_graph().seed = None
       shuffled = base.shuffle(buffer, seed=base_seed * 7919 + epoch,
                               reshuffle_each_iteration=False)
       return shuffled.take(per_epoch)

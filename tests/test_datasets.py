@@ -114,6 +114,18 @@ def test_train_stream_depends_on_the_seed(fashion_data):
   assert not np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("global_seed", [0, 7])
+def test_train_stream_does_not_depend_on_the_global_seed(fashion_data,
+                                                         global_seed):
+  want = _labels(_stream(fashion_data[0], 0, seed=3), 4)
+  tf.random.set_seed(global_seed)  # 0 made the pipeline fail to build
+  try:
+    got = _labels(_stream(fashion_data[0], 0, seed=3), 4)
+  finally:
+    tf.random.set_seed(None)
+  np.testing.assert_array_equal(got, want)
+
+
 def test_two_pipelines_read_disjoint_halves(fashion_data):
   def images(index):
     ds = _stream(fashion_data[0], 0, pipelines=2, index=index)
