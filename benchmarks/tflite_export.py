@@ -40,7 +40,7 @@ import tf_keras as keras
 
 from benchmarks import harness
 from itop_tf import export
-from itop_tf import wrapper
+from itop_tf import frontends
 from launchers import datasets
 from launchers import launcher_flags
 from launchers import models
@@ -101,11 +101,6 @@ def define_flags(flag_values=flags.FLAGS):
                            flag_values=flag_values)
 
 
-def frontend_of(model):
-  """"keras3" or "tf_keras": the Keras that built `model`."""
-  return "keras3" if wrapper.is_keras3_object(model) else "tf_keras"
-
-
 def fashion_mnist(f):
   """(x_train, y_train, x_test, y_test) as arrays, and the builder's spec."""
   spec = datasets.DATASETS["fashion_mnist"]
@@ -154,7 +149,7 @@ def size_rows(data, f):
                if k not in ("tensors", "path", "quantize")}
         rows.append({"model": name, "sparsity": sparsity,
                      "type": quantize or "float32",
-                     "frontend": frontend_of(model), **row})
+                     "frontend": frontends.keras_of(model), **row})
   return rows
 
 
@@ -241,7 +236,7 @@ def latency_rows(f):
       dense, sparse = (float(np.median(samples[k])) for k in ("dense",
                                                               "sparse"))
       rows.append({
-          "model": name, "frontend": frontend_of(model), "threads": threads,
+          "model": name, "frontend": frontends.keras_of(model), "threads": threads,
           "dense_ms": 1e3 * dense,
           "sparse_ms": 1e3 * sparse, "sparse_over_dense": sparse / dense,
           "densify_ops": ops.count("DENSIFY"),

@@ -1,8 +1,9 @@
 """The array namespaces `itop_tf.core` is written against.
 
-`core` needs a dozen array operations. `TF` maps them to TensorFlow (the
-tf_keras/TF-MOT front-end, and the Keras 3 TensorFlow backend gives the same
-numbers); `keras_ops()` maps them to `keras.ops` for whatever Keras 3
+`core` needs a dozen array operations. `tensorflow_ops()` maps them to
+TensorFlow (the tf_keras/TF-MOT front-end, and the Keras 3 TensorFlow
+backend gives the same numbers; made on first use, so a process without
+TensorFlow never imports it); `keras_ops()` maps them to `keras.ops` for whatever Keras 3
 backend is active (TensorFlow, JAX, PyTorch); `NUMPY` runs an update that
 is not compiled on the host (`on_host`). Each backend namespace also draws the
 uniform scores of random growth from a stateless RNG keyed by
@@ -11,7 +12,7 @@ uniform scores of random growth from a stateless RNG keyed by
 Example:
 
 >>> from itop_tf import array_ops
->>> array_ops.TF.count(tf.constant([True, False, True])).numpy()
+>>> array_ops.tensorflow_ops().count(tf.constant([True, False, True])).numpy()
 2
 """
 
@@ -188,7 +189,7 @@ class _KerasOps:
       values = torch.rand(shape, generator=gen, dtype=torch.float32)
       return self.ops.convert_to_tensor(values)
     if self.name == "tensorflow":
-      return TF.uniform(shape, seed, step)
+      return tensorflow_ops().uniform(shape, seed, step)
     rng = np.random.default_rng([seed & 0xFFFFFFFF, seed >> 32, step])
     return self.ops.convert_to_tensor(
         rng.random(shape, dtype=np.float32))
@@ -307,8 +308,22 @@ class _NumpyOps:
         "NumPy runs the update only; scores come from the model's backend.")
 
 
-TF = _TensorFlowOps()
 NUMPY = _NumpyOps()
+_NAMESPACES = {}
+
+
+def tensorflow_ops():
+  """The TensorFlow namespace (made once; imports TensorFlow then)."""
+  if "tensorflow" not in _NAMESPACES:
+    _NAMESPACES["tensorflow"] = _TensorFlowOps()
+  return _NAMESPACES["tensorflow"]
+
+
+def keras_ops():
+  """The namespace for the active Keras 3 backend (made once)."""
+  if "keras" not in _NAMESPACES:
+    _NAMESPACES["keras"] = _KerasOps()
+  return _NAMESPACES["keras"]
 
 
 def to_numpy(structure):
@@ -334,14 +349,3 @@ def on_host(fn):
   def call(*args):
     return fn(*to_numpy(args))
   return call
-
-
-_KERAS = None
-
-
-def keras_ops():
-  """The namespace for the active Keras 3 backend (made once)."""
-  global _KERAS
-  if _KERAS is None:
-    _KERAS = _KerasOps()
-  return _KERAS

@@ -8,10 +8,10 @@ Example:
 import threading
 
 from absl import logging
-import tensorflow as tf
-import tf_keras as keras
+import keras
 
 from itop_tf import metrics
+from itop_tf import summaries
 from itop_tf import updaters
 
 
@@ -21,10 +21,10 @@ class ITOPCallback(keras.callbacks.Callback):
   At train begin it zeroes inactive weights and their optimizer slots (the
   masks themselves are drawn by `sparsify` with exact ERK counts, and come
   back from a checkpoint on resume) and makes sure the model has the
-  `itop_rate` metric (`itop_tf.ExplorationRate`, the global R_s). After every
-  step it checks the schedule against `optimizer.iterations` and runs the
-  compiled update when one is due, then puts the new R_s into that
-  step's logs, so the progress bar, `History` and Keras' `TensorBoard` show
+  `itop_rate` metric (its front-end's `ExplorationRate`, the global R_s).
+  After every step it checks the schedule against `optimizer.iterations`
+  and runs the compiled update when one is due, then puts the new R_s into
+  that step's logs, so the progress bar, `History` and Keras' `TensorBoard` show
   R_s as it is after the update.
 
   It is async-safe: on Keras 3's JAX and PyTorch backends, where every other
@@ -60,6 +60,10 @@ class ITOPCallback(keras.callbacks.Callback):
   It replaces TF-MOT's `UpdatePruningStep`, which is not needed (and does no
   harm: it only re-applies the masks at epoch end).
 
+  One class for both Kerases: a Keras 3 `Callback` that also answers
+  tf_keras' `CallbackList`, which asks each callback which batch hooks it
+  implements. It imports no TensorFlow unless `log_dir` is given.
+
   Args:
     log_dir: directory for TensorBoard summaries; None writes none.
     jit_compile: where the update runs: True, False or "auto" (default).
@@ -77,7 +81,8 @@ class ITOPCallback(keras.callbacks.Callback):
       many entries, one compiled call each (`itop_tf.MaskUpdater`).
 
   Raises:
-    ValueError: at train begin, if the model has no itop_tf layers.
+    ValueError: at train begin, if the model has no itop_tf layers; with a
+      `log_dir`, if TensorFlow (which writes the summaries) is missing.
 
   Example:
 
@@ -133,7 +138,7 @@ class ITOPCallback(keras.callbacks.Callback):
           self.updater.schedule.update_interval,
           self.updater.schedule.begin_step, steps)
     if self.log_dir and self._writer is None:
-      self._writer = tf.summary.create_file_writer(self.log_dir)
+      self._writer = summaries.SummaryWriter(self.log_dir)
     self._rate = self.updater.exploration_rate()
     self._write_state(self._step, None)
 
@@ -198,17 +203,16 @@ class ITOPCallback(keras.callbacks.Callback):
       self._writer.flush()
 
   def _write_state(self, step, stats):
-    if self._writer is None:
-      return
-    rows = metrics.sparsity_report(self.model)
-    with self._writer.as_default(step=step):
-      tf.summary.scalar("itop/exploration_rate", self._rate)
-      for r in rows:
-        tf.summary.scalar(f"itop/exploration_rate/{r['layer']}",
-                          r["exploration_rate"])
-        tf.summary.scalar(f"itop/density/{r['layer']}", r["density"])
-      if stats is not None:
-        tf.summary.scalar("itop/prune_fraction", stats["prune_fraction"])
-        for name, n in stats["regrown"].items():
-          tf.summary.scalar(f"itop/regrown/{name}", n)
-    self._writer.flush()
+    if self._writer is not None:
+      self._writer.write(step, self._rate,
+                         metrics.sparsity_report(self.model), stats)
+
+  # tf_keras' CallbackList asks which batch hooks to call.
+  def _implements_train_batch_hooks(self):
+    return True
+
+  def _implements_test_batch_hooks(self):
+    return False
+
+  def _implements_predict_batch_hooks(self):
+    return False

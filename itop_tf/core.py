@@ -1,7 +1,7 @@
 """The prune-and-regrow rule, written once for every front-end and backend.
 
 The functions here are tensor math against a small array namespace `ops`
-(see `itop_tf.array_ops`): `array_ops.TF` for the tf_keras/TF-MOT front-end,
+(see `itop_tf.array_ops`): `array_ops.tensorflow_ops()` for the tf_keras/TF-MOT front-end,
 `array_ops.keras_ops()` for Keras 3 on TensorFlow, JAX or PyTorch, and
 `array_ops.NUMPY` for an update that is not compiled. They hold
 no state and import no framework, so both front-ends run the same copy, and
@@ -23,7 +23,7 @@ Example:
 >>> import tensorflow as tf
 >>> core.rank_select(tf.constant([0.5, 2.0, float("nan"), 2.0]),
 ...                  tf.constant([True, True, True, False]),
-...                  tf.constant(2), array_ops.TF).numpy()
+...                  tf.constant(2), array_ops.tensorflow_ops()).numpy()
 array([ True,  True, False, False])
 """
 
@@ -318,14 +318,6 @@ def kernel_seed(seed, index):
     `seed * 16 + index`, of `seed`'s type.
   """
   return seed * 16 + index
-
-
-def check_density(density):
-  """Raises ValueError unless `density` (a wrapper's argument) is in (0, 1]."""
-  if not 0.0 < float(density) <= 1.0:
-    raise ValueError(
-        f"density must be in (0, 1], got {density!r} "
-        "(sparsity = 1 - density must be in [0, 1)).")
 
 
 def active_counts(layer_name, sizes, density, counts=None):

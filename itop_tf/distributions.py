@@ -23,8 +23,9 @@ def _sizes(shapes):
   return np.array([int(np.prod(s)) for s in shapes], dtype=np.float64)
 
 
-def _check_density(density, name="density"):
-  if not 0.0 < density <= 1.0:
+def check_density(density, name="density"):
+  """Raises ValueError unless `density` is in (0, 1]."""
+  if not 0.0 < float(density) <= 1.0:
     raise ValueError(
         f"{name} must be in (0, 1], got {density!r} (sparsity = 1 - density "
         "must be in [0, 1)).")
@@ -128,10 +129,10 @@ def layer_densities(shapes, density, distribution="erk", power_scale=1.0,
   >>> layer_densities([(784, 300), (300, 100), (100, 10)], 0.1, "uniform")
   array([0.1, 0.1, 0.1])
   """
-  _check_density(density)
+  check_density(density)
   fixed = dict(fixed or {})
   for i, d in fixed.items():
-    _check_density(d, f"density of layer {i}")
+    check_density(d, f"density of layer {i}")
   sizes = _sizes(shapes)
   if distribution == "uniform":
     scores = np.ones(len(shapes))
@@ -193,3 +194,30 @@ def layer_counts(shapes, density, distribution="erk", power_scale=1.0,
   d = layer_densities(shapes, density, distribution, power_scale, fixed)
   return d, exact_counts(shapes, d, density)
 
+
+def exact_count_mask(shape, count, seed):
+  """Random bool mask of `shape` with exactly `count` True entries.
+
+  The one initial-mask generator of every front-end and backend: the mask
+  depends on (shape, count, seed) only, so one seed gives the same masks on
+  tf_keras and on Keras 3 with TensorFlow, JAX or PyTorch.
+
+  Args:
+    shape: the kernel's shape (ints).
+    count: number of True entries, in [0, prod(shape)].
+    seed: integer seed (any size; negative seeds are taken modulo 2**64).
+
+  Returns:
+    A NumPy bool array.
+
+  Example:
+
+  >>> exact_count_mask((2, 3), 2, seed=0).sum()
+  2
+  """
+  n = int(np.prod(shape))
+  seed = int(seed) % 2**64
+  rng = np.random.default_rng([seed & 0xFFFFFFFF, seed >> 32])
+  flat = np.zeros(n, bool)
+  flat[rng.permutation(n)[:int(count)]] = True
+  return flat.reshape(shape)

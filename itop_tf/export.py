@@ -47,7 +47,7 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
 from itop_tf import prune
-from itop_tf import wrapper as wrapper_lib
+from itop_tf import frontends
 
 QUANTIZE = (None, "float16", "int8")
 _REPRESENTATIVE_SAMPLES = 200
@@ -238,7 +238,7 @@ def check_convertible(model):
   Raises:
     ValueError: a Keras 3 model on another backend, with the way round.
   """
-  if not wrapper_lib.is_keras3_object(model):
+  if frontends.keras_of(model) != "keras3":
     return
   import keras  # pylint: disable=g-import-not-at-top
   backend = keras.backend.backend()
@@ -257,7 +257,7 @@ def check_convertible(model):
 @contextlib.contextmanager
 def _quiet(model):
   """Keeps Keras 3's export messages (its temporary SavedModel) off stdout."""
-  if not wrapper_lib.is_keras3_object(model):
+  if frontends.keras_of(model) != "keras3":
     yield
     return
   import keras  # pylint: disable=g-import-not-at-top
@@ -442,7 +442,7 @@ def export_tflite(model, path, quantize=None, representative_data=None,
       representative data, a bad `sparse_encoding`, or a model the converter
       cannot take.
   """
-  wrapper_lib.sparse_weights(model)  # raises the one "no itop_tf layers"
+  frontends.frontend_of(model).sparse_weights(model)  # "no itop_tf layers"
   check_convertible(model)
   if sparse_encoding not in ("auto", True, False):
     raise ValueError("sparse_encoding must be 'auto', True or False, got "

@@ -2,7 +2,7 @@
 
 Example:
 
->>> import tf_keras as keras, itop_tf
+>>> import keras, itop_tf                 # or: import tf_keras as keras
 >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32),
 ...                           keras.layers.Dense(10)])
 >>> sparse = itop_tf.sparsify(
@@ -11,80 +11,33 @@ Example:
 >>> plain = itop_tf.strip(sparse)   # after training: plain layers, zeros kept
 """
 
-import contextlib
 import numbers
 
 from absl import logging
 import numpy as np
-import tf_keras as keras
-from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from itop_tf import distributions
+from itop_tf import frontends
 from itop_tf import growth as growth_lib
-from itop_tf import metrics
 from itop_tf import schedules
-from itop_tf import wrapper as wrapper_lib
-
-class ModelEditing:
-  """What `sparsify` and `strip` need from a front-end (tf_keras, Keras 3).
-
-  Attributes:
-    keras: the Keras module (`tf_keras` or `keras`).
-    wrapper: the `PruneAndRegrow` class of that Keras.
-    supported: text naming the layer types that can be wrapped.
-  """
-
-  def __init__(self, keras_module, wrapper, supported, unsupported_reason,
-               prunable_kernels, is_functional, to_numpy, attach_metric,
-               is_sparsified):
-    self.keras, self.wrapper, self.supported = keras_module, wrapper, supported
-    self.unsupported_reason = unsupported_reason
-    self.prunable_kernels = prunable_kernels
-    self.is_functional = is_functional
-    self.to_numpy = to_numpy
-    self.attach_metric = attach_metric
-    self.is_sparsified = is_sparsified
 
 
-def _tf_keras_reason(layer):
-  if wrapper_lib.supports(layer):
-    return None
-  return f"{type(layer).__name__} is not a layer type itop_tf wraps"
-
-
-TF_KERAS = ModelEditing(
-    keras, wrapper_lib.PruneAndRegrow,
-    "Dense, Conv, DepthwiseConv2D, SeparableConv, Embedding, "
-    "LSTM/GRU/SimpleRNN", _tf_keras_reason, wrapper_lib.prunable_kernels,
-    lambda m: isinstance(m, keras.Sequential) or m._is_graph_network,  # pylint: disable=protected-access
-    lambda v: v.numpy(), metrics.attach_exploration_metric,
-    lambda m: any(isinstance(x, pruning_wrapper.PruneLowMagnitude)
-                  for x in m._flatten_modules()))  # pylint: disable=protected-access
-
-
-def _editing(model):
-  if wrapper_lib.is_keras3_object(model):
-    from itop_tf.keras3 import prune as keras3_prune  # pylint: disable=g-import-not-at-top
-    return keras3_prune.KERAS3
-  return TF_KERAS
-
-
-def _check_model(model, what, ed):
-  if not isinstance(model, ed.keras.Model):
+def _check_model(model, what, frontend):
+  if not isinstance(model, frontend.keras.Model):
     raise ValueError(
         f"{what} needs a Keras Model, got {type(model).__name__}.")
-  if not ed.is_functional(model):
+  if not frontend.is_functional(model):
     raise ValueError(
         f"{what} needs a Sequential or functional model, got the subclassed "
         f"model {type(model).__name__}: it rebuilds the model with wrapped "
         "layers, which a subclassed model does not allow. Build the model "
         "with the functional API, or wrap its layers yourself in __init__ "
-        f"with {ed.wrapper.__module__.replace('.wrapper', '')}.PruneAndRegrow"
+        f"with itop_tf.{frontend.name}.PruneAndRegrow"
         "(layer, schedule, density=...); ITOPCallback finds them anywhere in "
         "the model.")
 
 
-def leaf_layers(model, keras_module=keras):
+def leaf_layers(model, keras_module):
   """Leaf layers of `model` in order, recursing into nested models."""
   for layer in model.layers:
     if isinstance(layer, keras_module.Model):
@@ -93,7 +46,7 @@ def leaf_layers(model, keras_module=keras):
       yield layer
 
 
-def _clone(model, make_layer, ed):
+def _clone(model, make_layer, frontend):
   """Clones a Sequential/functional model, copying weights.
 
   `make_layer(layer)` returns the replacement of a leaf layer and a function
@@ -102,13 +55,13 @@ def _clone(model, make_layer, ed):
   copies = []
 
   def clone_fn(layer):
-    if isinstance(layer, ed.keras.Model):
-      return _clone(layer, make_layer, ed)
+    if isinstance(layer, frontend.keras.Model):
+      return _clone(layer, make_layer, frontend)
     new, copy = make_layer(layer)
     copies.append((new, copy))
     return new
 
-  new_model = ed.keras.models.clone_model(model, clone_function=clone_fn)
+  new_model = frontend.keras.models.clone_model(model, clone_function=clone_fn)
   if not new_model.built:
     new_model.build(model.input_shape)
   for new, copy in copies:
@@ -155,8 +108,9 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
 
   Returns:
     A new model of the same Keras with `PruneAndRegrow` layers
-    (`itop_tf.keras3.PruneAndRegrow` on Keras 3) and the `itop_rate` metric
-    (`ExplorationRate`) in its `metrics`.
+    (`itop_tf.keras3.PruneAndRegrow` on Keras 3,
+    `itop_tf.tf_keras.PruneAndRegrow` on tf_keras) and the `itop_rate`
+    metric (`ExplorationRate`) in its `metrics`.
 
   Raises:
     ValueError: bad sparsity, distribution, grow method or schedule; a
@@ -170,8 +124,8 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
   ...     schedule=itop_tf.RegrowthSchedule(update_interval=100,
   ...                                       total_steps=10000))
   """
-  ed = _editing(model)
-  _check_model(model, "itop_tf.sparsify", ed)
+  frontend = frontends.frontend_of(model)
+  _check_model(model, "itop_tf.sparsify", frontend)
   if (isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real) or
       not 0.0 <= float(sparsity) < 1.0):
     raise ValueError(
@@ -186,7 +140,7 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
         "sparsify needs schedule=itop_tf.RegrowthSchedule(update_interval=..., "
         f"total_steps=...), got {schedule!r}; use initial_prune_fraction=0 "
         "for static sparse training.")
-  if ed.is_sparsified(model):
+  if frontend.is_sparsified(model):
     raise ValueError(
         "The model is already sparsified (it has pruning wrappers): pass the "
         "original model, or itop_tf.strip(model) first.")
@@ -196,7 +150,7 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
         "it an input shape (keras.Input) or call model.build(input_shape).")
   dense_layers = set(dense_layers or ())
   layer_densities = dict(layer_densities or {})
-  leaves = list(leaf_layers(model, ed.keras))
+  leaves = list(leaf_layers(model, frontend.keras))
   names = {l.name for l in leaves}
   unknown = (dense_layers | set(layer_densities)) - names
   if unknown:
@@ -204,7 +158,7 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
                      f"are {sorted(names)}.")
   targets, left_dense = [], []
   for l in leaves:
-    reason = ed.unsupported_reason(l)
+    reason = frontend.unsupported_reason(l)
     if l.name in layer_densities and reason:
       raise ValueError(f"layer_densities names {l.name!r}, which cannot be "
                        f"made sparse: {reason}.")
@@ -218,10 +172,10 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
     logging.warning("itop_tf.sparsify left these layers dense: %s",
                     "; ".join(left_dense))
   kernels = [(l, owner, attr) for l in targets
-             for owner, attr in ed.prunable_kernels(l)]
+             for owner, attr in frontend.prunable_kernels(l)]
   if not kernels:
     raise ValueError(
-        f"The model has no layer itop_tf can make sparse ({ed.supported}).")
+        f"The model has no layer itop_tf can make sparse ({frontend.supported}).")
   shapes = [tuple(int(d) for d in getattr(o, a).shape) for _, o, a in kernels]
   fixed = {i: layer_densities[l.name] for i, (l, _, _) in enumerate(kernels)
            if l.name in layer_densities}
@@ -236,7 +190,7 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
     new = _fresh(layer)
     if id(layer) not in plan:
       return new, lambda n: n.set_weights(layer.get_weights())
-    wrapped = ed.wrapper(
+    wrapped = frontend.wrapper(
         new, schedule=schedule, counts=plan[id(layer)], grow=grow,
         seed=(int(seed) * 7919 + index[id(layer)]) % (2**31 - 1))
 
@@ -246,8 +200,8 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
 
     return wrapped, copy
 
-  sparse = _clone(model, make_layer, ed)
-  ed.attach_metric(sparse)
+  sparse = _clone(model, make_layer, frontend)
+  frontend.attach_metric(sparse)
   return sparse
 
 
@@ -272,44 +226,19 @@ def strip(model, dtype=None):
   Raises:
     ValueError: a subclassed model.
   """
-  ed = _editing(model)
-  _check_model(model, "itop_tf.strip", ed)
-  sync = getattr(model, "jax_state_sync", None)
-  if sync is not None:
-    sync()
+  frontend = frontends.frontend_of(model)
+  _check_model(model, "itop_tf.strip", frontend)
+  frontend.sync(model)
 
   def make_layer(layer):
-    if not isinstance(layer, ed.wrapper):
+    if not isinstance(layer, frontend.wrapper):
       return _fresh(layer, dtype), lambda n: n.set_weights(layer.get_weights())
     inner = layer.layer
     values = inner.get_weights()
     for sw in layer.sparse_weights:
       j = next(i for i, v in enumerate(inner.weights) if v is sw.weight)
-      values[j] = np.where(ed.to_numpy(sw.mask), values[j], 0).astype(
+      values[j] = np.where(frontend.to_numpy(sw.mask), values[j], 0).astype(
           values[j].dtype)
     return _fresh(inner, dtype), lambda n: n.set_weights(values)
 
-  return _clone(model, make_layer, ed)
-
-
-def custom_objects():
-  """The classes Keras needs to load a model saved with itop_tf layers."""
-  return {
-      "PruneAndRegrow": wrapper_lib.PruneAndRegrow,
-      "RegrowthSchedule": schedules.RegrowthSchedule,
-      "ExactCountMask": wrapper_lib.ExactCountMask,
-      "ExplorationRate": metrics.ExplorationRate,
-  }
-
-
-@contextlib.contextmanager
-def scope():
-  """Context in which Keras can load models saved with itop_tf layers.
-
-  Example:
-
-  >>> with itop_tf.scope():
-  ...   model = keras.models.load_model("sparse.h5")
-  """
-  with keras.utils.custom_object_scope(custom_objects()):
-    yield
+  return _clone(model, make_layer, frontend)

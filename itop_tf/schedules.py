@@ -2,9 +2,10 @@
 
 `RegrowthSchedule` says *when* the masks move and *what fraction of the
 active weights* each update replaces; the sparsity itself never changes (it
-is `sparsify`'s `sparsity=`). It subclasses TF-MOT's `PruningSchedule` so
-that `PruneAndRegrow` (a TF-MOT wrapper) and TF-MOT's configs take it, but it
-is not a target-sparsity schedule: TF-MOT's `prune_low_magnitude` would read
+is `sparsify`'s `sparsity=`). The tf_keras front-end registers it as a
+TF-MOT `PruningSchedule` (this module imports no TF-MOT), so that its
+`PruneAndRegrow` (a TF-MOT wrapper) and TF-MOT's configs take it; but it is
+not a target-sparsity schedule: TF-MOT's `prune_low_magnitude` would read
 its prune fraction as a sparsity, so calling it the TF-MOT way raises an
 error that says to use `itop_tf.sparsify`.
 
@@ -23,8 +24,6 @@ Example:
 """
 
 import math
-
-from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule
 
 DEFAULT_FINAL_PRUNE_FRACTION = 0.005
 
@@ -46,7 +45,7 @@ def check_schedule(schedule, who="PruneAndRegrow"):
         f"{schedule!r}.")
 
 
-class RegrowthSchedule(pruning_schedule.PruningSchedule):
+class RegrowthSchedule:
   """Every `update_interval` steps, drop and regrow a cosine-decayed fraction.
 
   Updates happen at optimizer steps `t` with `begin_step < t < end`,

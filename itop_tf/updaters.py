@@ -1,12 +1,11 @@
-"""Prune-and-regrow updates: the tensor math and the `MaskUpdater` engine.
+"""The update engine: `MaskUpdater` runs ITOP's prune-and-regrow updates.
 
-`prune_and_grow` is a pure function on tensors: given a kernel's mask, the
-number `k` of connections to replace and the scores that rank candidates,
-it returns the new mask with exactly as many active entries as before.
-`MaskUpdater` applies it to every `PruneAndRegrow` wrapper of a model in one
-XLA-compiled function, masks the kernels and optimizer slots, and keeps the
-ever-active union. `ITOPCallback` drives it from `model.fit`; a custom
-training loop drives it directly:
+One engine for both front-ends (it imports neither; `frontends.frontend_of`
+gives it the model's): it applies `core.update_kernels` to every sparse
+kernel of a model, group by group, compiled where the backend compiles or
+in NumPy on the host, masks the optimizer slots and keeps the ever-active
+union. `ITOPCallback` drives it from `model.fit`; a custom training loop
+drives it directly:
 
 ```python
 updater = itop_tf.MaskUpdater(model, optimizer)
@@ -19,36 +18,11 @@ for x, y in dataset:
 """
 
 from absl import logging
-import tensorflow as tf
 
 from itop_tf import array_ops
 from itop_tf import core
+from itop_tf import frontends
 from itop_tf import metrics
-from itop_tf import wrapper as wrapper_lib
-
-
-def rank_select(scores, candidates, k):
-  """`core.rank_select` on TensorFlow tensors.
-
-  Example:
-
-  >>> rank_select(tf.constant([0.5, 2.0, float("nan"), 2.0]),
-  ...             tf.constant([True, True, True, False]),
-  ...             tf.constant(2)).numpy()
-  array([ True,  True, False, False])
-  """
-  return core.rank_select(scores, candidates, k, array_ops.TF)
-
-
-def prune_and_grow(mask, weight, k, grow_scores):
-  """`core.prune_and_grow` on TensorFlow tensors: (new_mask, kept, pruned)."""
-  return core.prune_and_grow(mask, weight, k, grow_scores, array_ops.TF)
-
-
-def _unwrap(optimizer):
-  while hasattr(optimizer, "inner_optimizer"):
-    optimizer = optimizer.inner_optimizer
-  return optimizer
 
 
 # Optimizers of Keras that move a weight whose gradient and state are 0
@@ -79,59 +53,10 @@ def is_elementwise(optimizer):
   """
   if optimizer is None:
     return True
-  cls = type(_unwrap(optimizer))
+  cls = type(frontends.unwrap_optimizer(optimizer))
   if cls.__name__ in NOT_ELEMENTWISE:
     return False
   return (cls.__module__ or "").split(".")[0] in ("keras", "tf_keras")
-
-
-def optimizer_slots(optimizer, variable):
-  """The optimizer state variables of `variable` with its shape.
-
-  Works for tf_keras optimizers (SGD momentum, Adam/AdamW moments, RMSprop,
-  Adagrad, ...; new and legacy), also inside a LossScaleOptimizer. Slots
-  that do not have the variable's shape (factored Adafactor moments) are
-  left out: they cannot be masked entry by entry.
-
-  Args:
-    optimizer: a tf_keras optimizer, or None.
-    variable: a model variable.
-
-  Returns:
-    A list of slot variables; empty before the optimizer has been built.
-  """
-  if optimizer is None:
-    return []
-  opt = _unwrap(optimizer)
-  shape = variable.shape
-  if hasattr(opt, "get_slot_names"):  # legacy OptimizerV2
-    out = []
-    for name in opt.get_slot_names():
-      try:
-        slot = opt.get_slot(variable, name)
-      except (KeyError, ValueError):
-        continue
-      if slot is not None and slot.shape == shape:
-        out.append(slot)
-    return out
-  index = getattr(opt, "_index_dict", None)
-  if not index:
-    return []
-  key = opt._var_key(variable)
-  if key not in index:
-    return []
-  i = index[key]
-  out = []
-  for name, value in sorted(vars(opt).items()):
-    if name == "_trainable_variables" or not isinstance(value, list):
-      continue
-    if len(value) != len(index) or not all(
-        isinstance(v, tf.Variable) for v in value):
-      continue
-    slot = value[i]
-    if slot is not variable and slot.shape == shape:
-      out.append(slot)
-  return out
 
 
 # Entries of the kernels one compiled update call handles at most: 4M
@@ -184,70 +109,6 @@ def _leaves(x):
 
 def _signature(*tensor_lists):
   return tuple((tuple(x.shape), str(x.dtype)) for x in _leaves(tensor_lists))
-
-
-class TFKerasFrontend:
-  """How `MaskUpdater` reads and writes the state of a tf_keras model."""
-
-  ops = array_ops.TF
-
-  def __init__(self, model):
-    self.model = model
-    self.strategy = getattr(model, "distribute_strategy", None) or (
-        tf.distribute.get_strategy())
-
-  @staticmethod
-  def compile(fn, jit_compile):
-    """`fn` as a `tf.function`, XLA-compiled if `jit_compile`.
-
-    Without AutoGraph: `core` writes its loops as `ops.fori_loop`, and
-    converting it cost 0.9 s of the first update's 1.4 s on LeNet-300-100.
-    """
-    return tf.function(fn, jit_compile=jit_compile, autograph=False)
-
-  def sparse_weights(self):
-    return wrapper_lib.sparse_weights(self.model)
-
-  def scope(self):
-    return self.strategy.scope()
-
-  # A wrapper's `capture` starts False: only an armed step captures.
-  captures_by_default = False
-
-  def sync(self):
-    """Nothing to do: tf_keras variables always hold their values."""
-
-  read = staticmethod(tf.convert_to_tensor)
-
-  @staticmethod
-  def assign(variable, value):
-    variable.assign(value)
-
-  slots = staticmethod(optimizer_slots)
-
-  @staticmethod
-  def check_optimizer(optimizer, wrappers):
-    """Every tf_keras optimizer works (EMA included)."""
-    del optimizer, wrappers
-
-  @staticmethod
-  def retrace(model):
-    model.make_train_function(force=True)
-
-  @staticmethod
-  def k(count):
-    return tf.constant(count, tf.int32)
-
-  @staticmethod
-  def apply_masks(wrapper):
-    wrapper.apply_masks()
-
-  def set_rate(self, rate):
-    with self.scope():
-      metrics.set_exploration_metrics(self.model, rate)
-
-  def exploration_rate(self, sparse_weights):
-    return float(metrics.exploration_rate_of(sparse_weights))
 
 
 JIT_CHOICES = (True, False, "auto")
@@ -305,6 +166,7 @@ def resolve_jit_compile(jit_compile, backend="tensorflow"):
     return torch.cuda.is_available()
   if backend != "tensorflow":
     return False
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return bool(tf.config.list_logical_devices("GPU") or
               tf.config.list_logical_devices("TPU"))
 
@@ -342,19 +204,11 @@ def check_update_options(rank_method, group_entries):
                      f"{group_entries!r}.")
 
 
-def _frontend(model):
-  """The front-end of `model`: tf_keras, or Keras 3 (`itop_tf.keras3`)."""
-  if wrapper_lib.is_keras3_object(model):
-    from itop_tf.keras3 import updaters as k3  # pylint: disable=g-import-not-at-top
-    return k3.Keras3Frontend(model)
-  return TFKerasFrontend(model)
-
-
 class MaskUpdater:
   """Runs ITOP's prune-and-regrow updates for every wrapper of a model.
 
   One engine for both front-ends: on a tf_keras model it drives
-  `itop_tf.PruneAndRegrow` layers, on a Keras 3 model (TensorFlow, JAX or
+  `itop_tf.tf_keras.PruneAndRegrow` layers, on a Keras 3 model (TensorFlow, JAX or
   PyTorch backend) `itop_tf.keras3.PruneAndRegrow` layers. The update itself
   is `core.update_kernels`, compiled once per model: XLA through
   `tf.function` on TensorFlow, `jax.jit` on JAX, eager torch ops on PyTorch;
@@ -396,8 +250,8 @@ class MaskUpdater:
     self.model = model
     self.optimizer = optimizer if optimizer is not None else getattr(
         model, "optimizer", None)
-    self.frontend = _frontend(model)
-    self.sparse_weights = self.frontend.sparse_weights()
+    self.frontend = frontends.frontend_of(model)
+    self.sparse_weights = self.frontend.sparse_weights(model)
     self.jit_compile = resolve_jit_compile(jit_compile,
                                            self.frontend.ops.name)
     self.rank_method = resolve_rank_method(rank_method)
@@ -443,7 +297,7 @@ class MaskUpdater:
     """The optimizer's step (`optimizer.iterations`) as a Python int."""
     if self.optimizer is None:
       raise ValueError("MaskUpdater needs the optimizer to know the step.")
-    self.frontend.sync()
+    self.frontend.sync(self.model)
     return int(self.optimizer.iterations.numpy())
 
   def initialize(self, step=None):
@@ -456,20 +310,20 @@ class MaskUpdater:
     Args:
       step: the optimizer step training starts (or resumes) from.
     """
-    fe = self.frontend
-    fe.sync()
-    with fe.scope():
+    frontend = self.frontend
+    frontend.sync(self.model)
+    with frontend.scope(self.model):
       for w in self.wrappers:
-        fe.apply_masks(w)
+        w.apply_masks()
       for sw in self.sparse_weights:
-        mask = fe.read(sw.mask)
-        for slot in fe.slots(self.optimizer, sw.weight):
-          v = fe.read(slot)
-          fe.assign(slot, fe.ops.where(mask, v, fe.ops.zeros_like(v)))
+        mask = frontend.read(sw.mask)
+        for slot in frontend.slots(self.optimizer, sw.weight):
+          v = frontend.read(slot)
+          frontend.assign(slot, frontend.ops.where(mask, v, frontend.ops.zeros_like(v)))
     if step is None:
       step = self.step if self.optimizer is not None else 0
     self.handled_step = int(step)
-    fe.set_rate(self.exploration_rate())
+    frontend.set_rate(self.model, self.exploration_rate())
 
   def before_step(self, step=None, steps=1):
     """Call before a training call that runs `steps` steps from `step`.
@@ -511,8 +365,8 @@ class MaskUpdater:
     if not self._flagged or value == self._armed:
       return  # no per-step variable writes while nothing changes
     self._armed = value
-    self.frontend.sync()  # JAX: the next step re-reads the variables
-    with self.frontend.scope():
+    self.frontend.sync(self.model)  # JAX: the next step re-reads the variables
+    with self.frontend.scope(self.model):
       for w in self._flagged:
         w.capture.assign(value)
 
@@ -575,8 +429,8 @@ class MaskUpdater:
              "non_finite": {}, "drifted": {}}
     unexpected = {}  # drift where only gradients are masked
     if self._sparse and frac > 0:
-      self.frontend.sync()
-      with self.frontend.scope():
+      self.frontend.sync(self.model)
+      with self.frontend.scope(self.model):
         regrown, non_finite, drifted = self._apply(step, frac)
       for sw, n, bad, moved in zip(self._sparse, regrown, non_finite,
                                    drifted):
@@ -605,7 +459,7 @@ class MaskUpdater:
     if self._by_step:
       self._set_capture(False)
     stats["exploration_rate"] = self.exploration_rate()
-    self.frontend.set_rate(stats["exploration_rate"])
+    self.frontend.set_rate(self.model, stats["exploration_rate"])
     self.last_stats = stats
     return stats
 
@@ -626,35 +480,35 @@ class MaskUpdater:
     return regrown, non_finite, drifted
 
   def _apply_group(self, group, step, frac):
-    fe = self.frontend
+    frontend = self.frontend
     masks, weights, unions, scores, slots, ks = [], [], [], [], [], []
     slot_vars = []
     for sw in group:
-      masks.append(fe.read(sw.mask))
-      weights.append(fe.read(sw.weight))
-      unions.append(fe.read(sw.ever_active))
-      scores.append(sw.wrapper.growth.scores(sw, step, fe.ops))
-      sv = fe.slots(self.optimizer, sw.weight)
+      masks.append(frontend.read(sw.mask))
+      weights.append(frontend.read(sw.weight))
+      unions.append(frontend.read(sw.ever_active))
+      scores.append(sw.wrapper.growth.scores(sw, step, frontend.ops))
+      sv = frontend.slots(self.optimizer, sw.weight)
       slot_vars.append(sv)
-      slots.append([fe.read(v) for v in sv])
-      ks.append(fe.k(core.prune_count(frac, sw.count)))
+      slots.append([frontend.read(v) for v in sv])
+      ks.append(frontend.int32(core.prune_count(frac, sw.count)))
     compute = compiled_update(
-        fe, self.jit_compile, self.rank_method,
+        frontend, self.jit_compile, self.rank_method,
         _signature(masks, weights, unions, scores, slots))
     new_m, new_w, new_u, new_s, thresholds, counts = compute(
         masks, weights, unions, scores, slots, ks)
     for sw, m, wt, u, s, sv, t in zip(group, new_m, new_w, new_u, new_s,
                                       slot_vars, thresholds):
-      fe.assign(sw.mask, m)
-      fe.assign(sw.weight, wt)
-      fe.assign(sw.ever_active, u)
-      fe.assign(sw.threshold, t)
+      frontend.assign(sw.mask, m)
+      frontend.assign(sw.weight, wt)
+      frontend.assign(sw.ever_active, u)
+      frontend.assign(sw.threshold, t)
       for var, val in zip(sv, s):
-        fe.assign(var, val)
+        frontend.assign(var, val)
     counts = array_ops.to_numpy(counts).tolist()
     n = len(group)
     return counts[:n], counts[n:2 * n], counts[2 * n:]
 
   def exploration_rate(self):
     """Global ITOP rate R_s: ever-active weights over all sparse weights."""
-    return self.frontend.exploration_rate(self.sparse_weights)
+    return metrics.exploration_rate_of(self.sparse_weights, self.frontend)

@@ -288,7 +288,7 @@ def test_reproduce_rejects_bad_model_entries():
 def test_sparsify_is_what_the_benchmarks_time():
   variant = harness.make_variant("itop", tiny_cnn, sparsity=0.75)
   assert [type(w) for w in itop_tf.find_wrappers(variant.model)] == [
-      itop_tf.PruneAndRegrow] * 2
+      itop_tf.tf_keras.PruneAndRegrow] * 2
   # The update as a user's ITOPCallback() runs it, unless a flag says not.
   assert variant.callbacks[0].jit_compile == itop_tf.ITOPCallback().jit_compile
   assert memory.update_jit_compile(parse(memory)) == "auto"

@@ -1,5 +1,7 @@
 """Bad input gets a ValueError that names the problem and the fix."""
 
+import re
+
 import pytest
 import tf_keras as keras
 
@@ -40,12 +42,28 @@ def test_update_interval_below_one():
 def test_keras3_layer_in_the_tf_keras_wrapper_names_the_keras3_wrapper():
   import keras as keras3  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match="itop_tf.keras3.PruneAndRegrow"):
-    itop_tf.PruneAndRegrow(keras3.layers.Dense(2), schedule=_schedule())
+    itop_tf.tf_keras.PruneAndRegrow(keras3.layers.Dense(2), schedule=_schedule())
 
 
 def test_tf_keras_layer_in_the_keras3_wrapper_names_the_tf_keras_wrapper():
-  with pytest.raises(ValueError, match="tf_keras layer takes itop_tf.Prune"):
+  with pytest.raises(ValueError,
+                     match="tf_keras layer takes itop_tf.tf_keras.Prune"):
     itop_tf.keras3.PruneAndRegrow(keras.layers.Dense(2), schedule=_schedule())
+
+
+@pytest.mark.parametrize("name,where", [
+    ("PruneAndRegrow", "itop_tf.tf_keras.PruneAndRegrow (tf_keras) or "
+                       "itop_tf.keras3.PruneAndRegrow"),
+    ("scope", "itop_tf.tf_keras.scope"),
+    ("forward_flops", "itop_tf.tf_keras.forward_flops")])
+def test_a_name_of_one_keras_says_which_front_end_holds_it(name, where):
+  with pytest.raises(AttributeError, match=re.escape(where)):
+    getattr(itop_tf, name)
+
+
+def test_a_name_that_never_existed_is_a_plain_attribute_error():
+  with pytest.raises(AttributeError, match="no attribute 'prune_low'"):
+    itop_tf.prune_low  # pylint: disable=pointless-statement
 
 
 def test_subclassed_model_says_how_to_wrap_by_hand():
@@ -97,9 +115,9 @@ def test_unknown_layer_names():
 
 def test_wrapper_rejects_unsupported_layer_and_bad_density():
   with pytest.raises(ValueError, match="no kernel itop_tf can make sparse"):
-    itop_tf.PruneAndRegrow(keras.layers.BatchNormalization(), _schedule())
+    itop_tf.tf_keras.PruneAndRegrow(keras.layers.BatchNormalization(), _schedule())
   with pytest.raises(ValueError, match="density must be in"):
-    itop_tf.PruneAndRegrow(keras.layers.Dense(2), _schedule(), density=0.0)
+    itop_tf.tf_keras.PruneAndRegrow(keras.layers.Dense(2), _schedule(), density=0.0)
 
 
 def test_callback_on_a_model_without_wrappers():
@@ -111,7 +129,7 @@ def test_callback_on_a_model_without_wrappers():
 
 
 def test_counts_must_give_one_count_per_kernel():
-  layer = itop_tf.PruneAndRegrow(keras.layers.Dense(4), schedule=_schedule(),
+  layer = itop_tf.tf_keras.PruneAndRegrow(keras.layers.Dense(4), schedule=_schedule(),
                                  counts=[3, 3])
   with pytest.raises(ValueError, match="counts has 2 entries but layer"):
     layer.build((None, 8))

@@ -9,7 +9,7 @@ from conftest import mlp
 
 
 def test_dense_mlp_flops_are_two_per_weight():
-  dense, sparse = itop_tf.forward_flops(mlp(inputs=16, hidden=32, classes=4))
+  dense, sparse = itop_tf.tf_keras.forward_flops(mlp(inputs=16, hidden=32, classes=4))
   assert dense == sparse == 2 * (16 * 32 + 32 * 4)
 
 
@@ -19,7 +19,7 @@ def test_conv_flops_count_output_positions_and_groups():
   x = keras.layers.Conv2D(6, 3, padding="same", groups=2)(x)        # 4x4x6
   x = keras.layers.DepthwiseConv2D(3, padding="same")(x)            # 4x4x6
   model = keras.Model(inp, x)
-  dense, _ = itop_tf.forward_flops(model)
+  dense, _ = itop_tf.tf_keras.forward_flops(model)
   assert dense == 2 * (16 * 6 * 9 * 4 + 16 * 6 * 9 * 3 + 16 * 6 * 9)
 
 
@@ -27,7 +27,7 @@ def test_sparse_flops_scale_with_each_layers_density():
   model = itop_tf.sparsify(
       mlp(inputs=16, hidden=32, classes=4), sparsity=0.75,
       schedule=itop_tf.RegrowthSchedule(10, 100), distribution="uniform")
-  dense, sparse = itop_tf.forward_flops(model)
+  dense, sparse = itop_tf.tf_keras.forward_flops(model)
   active = sum(r["active"] for r in itop_tf.sparsity_report(model))
   assert sparse == pytest.approx(2 * active)
   assert dense == 2 * (16 * 32 + 32 * 4)
@@ -35,11 +35,11 @@ def test_sparse_flops_scale_with_each_layers_density():
 
 def test_rigl_update_steps_pay_for_the_dense_gradient():
   f_d, f_s, steps, updates = 100.0, 10.0, 1000, 10
-  assert itop_tf.training_flops(f_d, f_s, steps, updates, "random") == (
+  assert itop_tf.tf_keras.training_flops(f_d, f_s, steps, updates, "random") == (
       3 * f_s * steps)
-  assert itop_tf.training_flops(f_d, f_s, steps, updates, "gradient") == (
+  assert itop_tf.tf_keras.training_flops(f_d, f_s, steps, updates, "gradient") == (
       3 * f_s * (steps - updates) + (2 * f_s + f_d) * updates)
-  assert itop_tf.training_flops(f_d, f_s, steps, updates, "momentum") == (
+  assert itop_tf.tf_keras.training_flops(f_d, f_s, steps, updates, "momentum") == (
       (2 * f_s + f_d) * steps)
 
 
@@ -47,10 +47,10 @@ def test_flops_ratio_uses_schedule_and_multiplier():
   schedule = itop_tf.RegrowthSchedule(update_interval=10, total_steps=100)
   model = itop_tf.sparsify(mlp(), sparsity=0.8, schedule=schedule,
                            grow="gradient")
-  f_d, f_s = itop_tf.forward_flops(model)
+  f_d, f_s = itop_tf.tf_keras.forward_flops(model)
   expected = (3 * f_s * 91 + (2 * f_s + f_d) * 9) / (3 * f_d * 100)
-  assert itop_tf.training_flops_ratio(model) == pytest.approx(expected)
-  assert itop_tf.training_flops_ratio(model, multiplier=2) == pytest.approx(
+  assert itop_tf.tf_keras.training_flops_ratio(model) == pytest.approx(expected)
+  assert itop_tf.tf_keras.training_flops_ratio(model, multiplier=2) == pytest.approx(
       2 * expected)
 
 
@@ -72,5 +72,5 @@ def test_resnet50_training_flops_match_the_papers_ratios():
     model = itop_tf.sparsify(
         base, sparsity=sparsity, grow="gradient",
         schedule=itop_tf.RegrowthSchedule(4000, 1_000_000))
-    assert abs(itop_tf.training_flops_ratio(model) - paper) < 0.03
-  assert np.isclose(itop_tf.forward_flops(base)[0], 7.7e9, rtol=0.01)
+    assert abs(itop_tf.tf_keras.training_flops_ratio(model) - paper) < 0.03
+  assert np.isclose(itop_tf.tf_keras.forward_flops(base)[0], 7.7e9, rtol=0.01)

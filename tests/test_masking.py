@@ -12,6 +12,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 import itop_tf
+from itop_tf import core
+from itop_tf import distributions
 from itop_tf import updaters
 from conftest import kernels, mlp, sparse_mlp, toy_data
 import optimizer_cases
@@ -186,3 +188,12 @@ def test_update_counts_zeroes_and_warns_of_inactive_weights_that_moved(
   assert stats["drifted"] == {sw.name: 3}
   assert f"{sw.name}: 3" in caplog.text and "is_elementwise" in caplog.text
   assert (sw.weight.numpy()[~sw.mask.numpy()] == 0).all()
+
+
+def test_initial_masks_come_from_the_one_shared_generator():
+  """The same seed gives the same masks on every front-end and backend."""
+  model = sparse_mlp(seed=5)
+  for w, sw in kernels(model):
+    want = distributions.exact_count_mask(
+        tuple(sw.weight.shape), sw.count, core.kernel_seed(w.seed, sw.index))
+    np.testing.assert_array_equal(sw.mask.numpy(), want)

@@ -48,7 +48,7 @@ def test_progress_bar_shows_the_current_rate_not_an_epoch_mean(capsys):
 def test_rate_is_a_model_metric_in_history_and_evaluate():
   model = sparse_mlp(sparsity=0.8, interval=2)
   assert [m.name for m in model.metrics] == ["itop_rate"]
-  assert isinstance(model.metrics[0], itop_tf.ExplorationRate)
+  assert isinstance(model.metrics[0], itop_tf.tf_keras.ExplorationRate)
   history = _fit(model, [itop_tf.ITOPCallback()], epochs=3, verbose=0)
   rates = history.history["itop_rate"]
   assert rates[0] > 0.2 and rates == sorted(rates)
@@ -82,7 +82,7 @@ def test_reset_state_leaves_the_union_alone():
   model.reset_metrics()
   for b, (_, sw) in zip(before, kernels(model)):
     np.testing.assert_array_equal(b, sw.ever_active.numpy())
-  metric = itop_tf.metrics.exploration_metric(model)
+  metric = itop_tf.tf_keras.metrics.exploration_metric(model)
   assert float(metric.result()) == pytest.approx(rate)
   assert not metric.variables  # nothing of its own to checkpoint or zero
 
@@ -90,7 +90,7 @@ def test_reset_state_leaves_the_union_alone():
 def test_callback_attaches_the_metric_to_a_loaded_model(tmp_path):
   model = sparse_mlp(sparsity=0.8, interval=2)
   model.save(str(tmp_path / "m.h5"))
-  with itop_tf.scope():
+  with itop_tf.tf_keras.scope():
     loaded = keras.models.load_model(str(tmp_path / "m.h5"), compile=False)
   assert "itop_rate" not in [m.name for m in loaded.metrics]
   history = _fit(loaded, [itop_tf.ITOPCallback()], epochs=2, verbose=0)
@@ -116,7 +116,7 @@ def test_callback_writes_the_rate_when_the_train_function_predates_it():
 
 def test_exploration_rate_metric_needs_itop_layers():
   with pytest.raises(ValueError, match="no itop_tf layers.*itop_tf.sparsify"):
-    itop_tf.ExplorationRate(mlp())
+    itop_tf.tf_keras.ExplorationRate(mlp())
 
 
 def test_rate_is_held_between_updates_not_summed_every_step():
@@ -124,7 +124,7 @@ def test_rate_is_held_between_updates_not_summed_every_step():
   # the metric until Keras resets it: the train step reads the held value.
   model = sparse_mlp(sparsity=0.8, interval=2)
   _fit(model, [itop_tf.ITOPCallback()], epochs=1, verbose=0)
-  metric = itop_tf.metrics.exploration_metric(model)
+  metric = itop_tf.tf_keras.metrics.exploration_metric(model)
   held = float(metric.result())
   assert held == pytest.approx(itop_tf.exploration_rate(model)) and held < 1
   for _, sw in kernels(model):
@@ -154,7 +154,7 @@ def test_evaluate_reports_the_rate_of_restored_weights(tmp_path):
 def test_update_sets_every_rate_metric_of_the_model():
   # One attached by sparsify and one the user compiled in.
   model = sparse_mlp(sparsity=0.8, interval=2)
-  mine = itop_tf.ExplorationRate(model, name="my_rate")
+  mine = itop_tf.tf_keras.ExplorationRate(model, name="my_rate")
   x, y = toy_data()
   model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy",
                 metrics=[mine])
@@ -163,5 +163,5 @@ def test_update_sets_every_rate_metric_of_the_model():
   rate = itop_tf.exploration_rate(model)
   assert rate > 0.25
   assert float(mine.result()) == pytest.approx(rate)
-  assert float(itop_tf.metrics.exploration_metric(model).result()) == (
+  assert float(itop_tf.tf_keras.metrics.exploration_metric(model).result()) == (
       pytest.approx(rate))

@@ -134,7 +134,7 @@ class _Subclassed(keras.Model):
   def __init__(self, schedule):
     super().__init__()
     self.block = _Block(schedule)
-    self.head = itop_tf.PruneAndRegrow(keras.layers.Dense(4), schedule,
+    self.head = itop_tf.tf_keras.PruneAndRegrow(keras.layers.Dense(4), schedule,
                                        density=0.5, grow="gradient", seed=2)
 
   def call(self, x):
@@ -146,7 +146,7 @@ class _Block(keras.layers.Layer):
 
   def __init__(self, schedule):
     super().__init__()
-    self.fc = itop_tf.PruneAndRegrow(keras.layers.Dense(32, activation="relu"),
+    self.fc = itop_tf.tf_keras.PruneAndRegrow(keras.layers.Dense(32, activation="relu"),
                                      schedule, density=0.2, grow="gradient",
                                      seed=1)
 

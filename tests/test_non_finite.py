@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import itop_tf
-from itop_tf import wrapper
+from itop_tf.tf_keras import wrapper
 from conftest import compile_sgd, kernels, sparse_mlp
 
 BAD = [np.nan, np.inf, -np.inf]

@@ -21,7 +21,7 @@ METHODS = core.RANK_METHODS
 
 def _select(method, compiled=None):
   def fn(s, c, k):
-    return core.rank_select(s, c, k, array_ops.TF, method)
+    return core.rank_select(s, c, k, array_ops.tensorflow_ops(), method)
   if compiled is None:
     return fn
   return tf.function(fn, jit_compile=compiled)
@@ -109,7 +109,7 @@ def test_kth_largest_key_is_the_kth_largest(keys):
   key = tf.constant(keys, tf.int32)
   ordered = sorted(keys, reverse=True)
   for k in range(1, len(keys) + 1):
-    t = core.kth_largest_key(key, tf.constant(k), array_ops.TF)
+    t = core.kth_largest_key(key, tf.constant(k), array_ops.tensorflow_ops())
     assert int(t) == ordered[k - 1]
     # NumPy's partition finds the same value, and so does the bit search
     # run on the NumPy namespace (its fori_loop and int32 serve only that).
@@ -122,7 +122,7 @@ def test_kth_largest_key_is_the_kth_largest(keys):
 def test_float_order_key_orders_as_the_floats():
   x = np.array([-np.inf, -MAX_, -1.5, -1e-30, -0.0, 0.0, 1e-30, 1.0, MAX_,
                 np.inf], np.float32)
-  key = array_ops.TF.float_order_key(tf.constant(x)).numpy()
+  key = array_ops.tensorflow_ops().float_order_key(tf.constant(x)).numpy()
   assert (np.diff(key) > 0).all()
   np.testing.assert_array_equal(array_ops.NUMPY.float_order_key(x), key)
 
@@ -146,7 +146,7 @@ def test_numpy_update_equals_the_tensorflow_update():
                             array_ops.NUMPY)
   want = core.update_kernels(*tf.nest.map_structure(
       tf.constant, (masks, weights, unions, scores, slots)),
-                             [tf.constant(k) for k in ks], array_ops.TF)
+                             [tf.constant(k) for k in ks], array_ops.tensorflow_ops())
   for a, b in zip(tf.nest.flatten(got), tf.nest.flatten(want)):
     np.testing.assert_array_equal(np.asarray(a), b.numpy())
   assert got[6][0] == 3 and got[7][1] == 2  # non-finite, drifted
@@ -155,7 +155,7 @@ def test_numpy_update_equals_the_tensorflow_update():
 def test_unknown_rank_method_is_a_value_error():
   with pytest.raises(ValueError, match="method must be one of"):
     core.rank_select(tf.constant([1.0]), tf.constant([True]), 1,
-                     array_ops.TF, "bisect")
+                     array_ops.tensorflow_ops(), "bisect")
 
 
 MAX_ = float(np.finfo(np.float32).max)

@@ -7,8 +7,21 @@ import tf_keras as keras
 
 import itop_tf
 from itop_tf import array_ops
+from itop_tf import core
 from itop_tf import updaters
+from itop_tf.tf_keras import frontend
 from conftest import compile_sgd, kernels, sparse_mlp, toy_data
+
+
+def rank_select(scores, candidates, k):
+  """`core.rank_select` on TensorFlow tensors."""
+  return core.rank_select(scores, candidates, k, array_ops.tensorflow_ops())
+
+
+def prune_and_grow(mask, weight, k, grow_scores):
+  """`core.prune_and_grow` on TensorFlow tensors: (new_mask, kept, pruned)."""
+  return core.prune_and_grow(mask, weight, k, grow_scores,
+                             array_ops.tensorflow_ops())
 
 
 def _count(t):
@@ -18,26 +31,26 @@ def _count(t):
 def test_rank_select_picks_k_largest_ties_to_lower_index():
   s = tf.constant([0.5, 2.0, 2.0, -1.0, 2.0])
   every = tf.ones([5], tf.bool)
-  got = updaters.rank_select(s, every, tf.constant(2)).numpy()
+  got = rank_select(s, every, tf.constant(2)).numpy()
   assert got.tolist() == [False, True, True, False, False]
-  assert not updaters.rank_select(s, every, tf.constant(0)).numpy().any()
+  assert not rank_select(s, every, tf.constant(0)).numpy().any()
 
 
 def test_rank_select_never_picks_a_non_candidate():
   # Non-candidates with the best scores, candidates at -inf, NaN and ties.
   s = tf.constant([9.0, -np.inf, np.nan, 9.0, -np.inf, np.inf])
   cand = tf.constant([False, True, True, False, True, False])
-  got = updaters.rank_select(s, cand, tf.constant(3)).numpy()
+  got = rank_select(s, cand, tf.constant(3)).numpy()
   assert got.tolist() == [False, True, True, False, True, False]
   # NaN ranks below -inf (clipped to a finite float): -inf entries first.
-  got = updaters.rank_select(s, cand, tf.constant(2)).numpy()
+  got = rank_select(s, cand, tf.constant(2)).numpy()
   assert got.tolist() == [False, True, False, False, True, False]
 
 
 SHAPES = [(1,), (5,), (2, 3), (4, 4), (3, 3, 2), (2, 2, 4, 4)]
 
 
-@pytest.mark.parametrize("ops", [array_ops.TF, array_ops.NUMPY],
+@pytest.mark.parametrize("ops", [array_ops.tensorflow_ops(), array_ops.NUMPY],
                          ids=["tensorflow", "numpy"])
 @pytest.mark.parametrize("rank", itop_tf.core.RANK_METHODS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -45,7 +58,7 @@ def test_prune_and_grow_keeps_exact_count_for_every_k(shape, rank, ops):
   # jaxpruner-style sweep: every active count n and every k in 0..n.
   size = int(np.prod(shape))
   rng = np.random.default_rng(size)
-  arr = tf.constant if ops is array_ops.TF else np.asarray
+  arr = tf.constant if ops is array_ops.tensorflow_ops() else np.asarray
   for n in sorted({1, (size + 1) // 2, size}):
     flat = np.zeros(size, bool)
     flat[rng.permutation(size)[:n]] = True
@@ -70,18 +83,18 @@ def test_prune_and_grow_under_xla_with_dynamic_k():
   n = _count(mask)
   w = tf.constant(rng.normal(size=shape).astype("float32"))
   scores = tf.constant(rng.random(shape).astype("float32"))
-  fn = tf.function(updaters.prune_and_grow, jit_compile=True)
+  fn = tf.function(prune_and_grow, jit_compile=True)
   for k in range(n + 1):
     new, _, _ = fn(mask, w, tf.constant(k), scores)
     assert _count(new) == n
-    ref, _, _ = updaters.prune_and_grow(mask, w, tf.constant(k), scores)
+    ref, _, _ = prune_and_grow(mask, w, tf.constant(k), scores)
     np.testing.assert_array_equal(new.numpy(), ref.numpy())
 
 
 def test_ties_prune_and_grow_the_lowest_indices():
   mask = tf.constant([False, True, True, False, True, False, False, True])
   w = tf.ones([8]) * tf.cast(mask, tf.float32)  # all active weights equal
-  new, _, pruned = updaters.prune_and_grow(mask, w, tf.constant(2),
+  new, _, pruned = prune_and_grow(mask, w, tf.constant(2),
                                            tf.zeros([8]))
   # Prunes active 1 and 2; grows the lowest inactive, 0 and 1 (1 is just
   # pruned, so eligible).
@@ -109,7 +122,7 @@ def test_non_finite_values_keep_exact_counts(bad, where):
     if where in ("score", "both"):
       s[rng.random(size) < 0.5] = bad
     for k in range(n + 1):
-      new, kept, _ = updaters.prune_and_grow(
+      new, kept, _ = prune_and_grow(
           mask, tf.constant(w.reshape(shape)), tf.constant(k),
           tf.constant(s.reshape(shape)))
       assert _count(new) == n, (shape, k)
@@ -119,7 +132,7 @@ def test_non_finite_values_keep_exact_counts(bad, where):
 def test_non_finite_weights_are_pruned_first():
   mask = tf.constant([True, True, True, True, False, False])
   w = tf.constant([0.01, np.nan, 5.0, -np.inf, 0.0, 0.0])
-  new, kept, pruned = updaters.prune_and_grow(mask, w, tf.constant(2),
+  new, kept, pruned = prune_and_grow(mask, w, tf.constant(2),
                                               tf.constant([0.0] * 4 + [1, 1]))
   assert pruned.numpy().tolist() == [False, True, False, True, False, False]
   assert new.numpy().tolist() == [True, False, True, False, True, True]
@@ -130,7 +143,7 @@ def test_prune_drops_smallest_magnitude_active_weights():
   mask = tf.constant([True, True, True, True, False, False])
   w = tf.constant([0.9, -0.1, 0.5, 0.2, 0.0, 0.0])
   scores = tf.constant([0., 0., 0., 0., 1.0, 0.5])
-  new, kept, _ = updaters.prune_and_grow(mask, w, tf.constant(2), scores)
+  new, kept, _ = prune_and_grow(mask, w, tf.constant(2), scores)
   # -0.1 and 0.2 leave; the two best-scored inactive (4, 5) join.
   assert new.numpy().tolist() == [True, False, True, False, True, True]
   assert kept.numpy().tolist() == [True, False, True, False, False, False]
@@ -140,22 +153,22 @@ def test_gradient_growth_picks_top_abs_grad_inactive_weights():
   mask = tf.constant([[True, False, False], [False, True, False]])
   w = tf.constant([[1.0, 0.0, 0.0], [0.0, 0.01, 0.0]])
   grad = tf.constant([[50.0, -3.0, 0.1], [-7.0, 99.0, 2.0]])
-  new, _, _ = updaters.prune_and_grow(mask, w, tf.constant(1), tf.abs(grad))
+  new, _, _ = prune_and_grow(mask, w, tf.constant(1), tf.abs(grad))
   # Prune w=0.01 at (1,1); its |grad| 99 is the largest among inactive
   # candidates, so it comes back; the next best (-7) is not needed.
   assert new.numpy().tolist() == [[True, False, False], [False, True, False]]
-  new, _, _ = updaters.prune_and_grow(mask, w, tf.constant(2), tf.abs(grad))
+  new, _, _ = prune_and_grow(mask, w, tf.constant(2), tf.abs(grad))
   # k=2 prunes both; the top-2 |grad| inactive entries are 99 and 50.
   assert new.numpy().tolist() == [[True, False, False], [False, True, False]]
   grad = tf.constant([[0.0, -3.0, 0.1], [-7.0, 0.0, 2.0]])
-  new, _, _ = updaters.prune_and_grow(mask, w, tf.constant(1), tf.abs(grad))
+  new, _, _ = prune_and_grow(mask, w, tf.constant(1), tf.abs(grad))
   assert new.numpy().tolist() == [[True, False, False], [True, False, False]]
 
 
 def test_pruned_and_regrown_weight_keeps_its_value():
   mask = tf.constant([True, True, False])
   w = tf.constant([0.3, 0.1, 0.0])
-  new, kept, _ = updaters.prune_and_grow(mask, w, tf.constant(1),
+  new, kept, _ = prune_and_grow(mask, w, tf.constant(1),
                                          tf.constant([0.0, 5.0, 1.0]))
   assert new.numpy().tolist() == [True, True, False]
   assert kept.numpy().tolist() == [True, True, False]
@@ -256,7 +269,7 @@ def test_grown_weights_start_at_zero_with_zeroed_slots(opt):
   pairs = kernels(model)
   old = [sw.mask.numpy().copy() for _, sw in pairs]
   old_w = [sw.weight.numpy().copy() for _, sw in pairs]
-  slots = [updaters.optimizer_slots(optimizer, sw.weight) for _, sw in pairs]
+  slots = [frontend.optimizer_slots(optimizer, sw.weight) for _, sw in pairs]
   assert all(len(s) >= 1 for s in slots)
   if opt == "adam":
     assert all(len(s) == 2 for s in slots)
@@ -425,7 +438,7 @@ def test_capture_flag_is_written_only_when_it_changes(monkeypatch):
 def test_pruned_and_regrown_non_finite_weight_restarts_at_zero():
   mask = tf.constant([True, True, False])
   w = tf.constant([np.nan, 0.5, 0.0])
-  new, kept, pruned = updaters.prune_and_grow(mask, w, tf.constant(1),
+  new, kept, pruned = prune_and_grow(mask, w, tf.constant(1),
                                               tf.constant([9.0, 0.0, 1.0]))
   assert pruned.numpy().tolist() == [True, False, False]
   assert new.numpy().tolist() == [True, True, False]  # regrown: best score
@@ -471,7 +484,7 @@ def _one_update(rank_method, group_entries, jit_compile, grow="gradient"):
   state = []
   for _, sw in kernels(model):
     state += [sw.mask.numpy(), sw.ever_active.numpy(), sw.weight.numpy()]
-    state += [s.numpy() for s in updaters.optimizer_slots(optimizer,
+    state += [s.numpy() for s in frontend.optimizer_slots(optimizer,
                                                           sw.weight)]
   return updater, state
 

@@ -1,4 +1,4 @@
-"""R_s for Keras 3 models: the `itop_rate` metric and the per-kernel report.
+"""R_s for Keras 3 models: the `itop_rate` metric.
 
 Under JAX, `fit` runs the train step on state passed in and out of a jitted
 function, so a metric cannot read the model's unions there. R_s changes only
@@ -15,56 +15,8 @@ Example:
 """
 
 import keras
-import numpy as np
 
-from itop_tf.keras3 import wrapper as wrapper_lib
-
-METRIC_NAME = "itop_rate"
-
-
-def _count(variable):
-  return int(np.count_nonzero(keras.ops.convert_to_numpy(variable)))
-
-
-def exploration_rate_of(sparse_weights):
-  """R_s of `sparse_weights` (`core.SparseWeight`s) as a Python float."""
-  total = sum(sw.size for sw in sparse_weights)
-  if not total:
-    return 1.0
-  return sum(_count(sw.ever_active) for sw in sparse_weights) / float(total)
-
-
-def _sync(model):
-  if keras.backend.backend() == "jax" and hasattr(model, "jax_state_sync"):
-    model.jax_state_sync()
-
-
-def exploration_rate(model):
-  """Global R_s of a Keras 3 model (float).
-
-  Raises:
-    ValueError: the model has no itop_tf layers.
-  """
-  _sync(model)
-  return exploration_rate_of(wrapper_lib.sparse_weights(model))
-
-
-def sparsity_report(model):
-  """Per sparse kernel of a Keras 3 model: the rows of `itop_tf.sparsity_report`.
-
-  Raises:
-    ValueError: the model has no itop_tf layers.
-  """
-  _sync(model)
-  rows = []
-  for sw in wrapper_lib.sparse_weights(model):
-    active = _count(sw.mask)
-    rows.append({
-        "layer": sw.name, "shape": sw.shape, "size": sw.size,
-        "active": active, "density": active / float(sw.size),
-        "exploration_rate": _count(sw.ever_active) / float(sw.size),
-    })
-  return rows
+from itop_tf import metrics as metrics_lib
 
 
 @keras.saving.register_keras_serializable(package="itop_tf")
@@ -85,7 +37,7 @@ class ExplorationRate(keras.metrics.Metric):
   0.25
   """
 
-  def __init__(self, value=1.0, name=METRIC_NAME, **kwargs):
+  def __init__(self, value=1.0, name=metrics_lib.METRIC_NAME, **kwargs):
     super().__init__(name=name, **kwargs)
     self.rate = self.add_variable(
         shape=(), initializer=keras.initializers.Constant(float(value)),
@@ -126,7 +78,7 @@ def attach_exploration_metric(model):
   Raises:
     ValueError: the model has no itop_tf layers.
   """
-  rate = exploration_rate(model)
+  rate = metrics_lib.exploration_rate(model)
   metric = exploration_metric(model)
   if metric is None:
     metric = ExplorationRate(rate)

@@ -1,6 +1,6 @@
 """`PruneAndRegrow` for Keras 3 (`import keras`): the mask lives in the layer.
 
-The Keras 3 twin of `itop_tf.PruneAndRegrow` (tf_keras/TF-MOT), with the
+The Keras 3 twin of `itop_tf.tf_keras.PruneAndRegrow` (TF-MOT), with the
 same state per sparse kernel (`core.SparseWeight`):
 
 - `mask` and `ever_active` (bool, non-trainable): the active connections and
@@ -43,17 +43,12 @@ Example:
 import math
 
 import keras
-import numpy as np
 
 from itop_tf import array_ops
 from itop_tf import core
+from itop_tf import distributions
 from itop_tf import growth as growth_lib
 from itop_tf import schedules
-
-NO_WRAPPERS_MESSAGE = (
-    "The model has no itop_tf layers: make it sparse with itop_tf.sparsify("
-    "model, sparsity=..., schedule=...), or wrap layers in "
-    "itop_tf.keras3.PruneAndRegrow.")
 
 # The kernels itop_tf makes sparse, by layer type (subclasses first), named
 # as the layer names its variable.
@@ -125,18 +120,6 @@ def prunable_kernels(layer):
           "so itop_tf cannot feed it masked.")
     out.append((layer, attr))
   return out
-
-
-def exact_count_mask(shape, count, seed):
-  """Random bool mask with exactly `count` True entries (numpy, seeded).
-
-  The same on every backend: the mask depends on (shape, count, seed) only.
-  """
-  n = math.prod(shape)
-  rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(seed) >> 32])
-  flat = np.zeros(n, bool)
-  flat[rng.permutation(n)[:count]] = True
-  return flat.reshape(shape)
 
 
 def _masked_gradient(x, mask, grad_var, decay, capture=None):
@@ -215,12 +198,12 @@ class PruneAndRegrow(keras.layers.Wrapper):
   def __init__(self, layer, schedule=None, density=1.0, counts=None,
                grow="random", seed=0, **kwargs):
     schedules.check_schedule(schedule)
-    core.check_density(density)
+    distributions.check_density(density)
     if not isinstance(layer, keras.layers.Layer):
       raise ValueError(
           f"itop_tf.keras3.PruneAndRegrow wraps a Keras 3 layer, got "
           f"{type(layer).__name__}; a tf_keras layer takes "
-          "itop_tf.PruneAndRegrow.")
+          "itop_tf.tf_keras.PruneAndRegrow.")
     reason = unsupported_reason(layer)
     if reason:
       raise ValueError(f"Layer {layer.name!r} cannot be made sparse: "
@@ -256,7 +239,8 @@ class PruneAndRegrow(keras.layers.Wrapper):
     for i, ((owner, attr), shape, count) in enumerate(
         zip(kernels, shapes, counts)):
       weight = getattr(owner, attr)
-      init = exact_count_mask(shape, count, core.kernel_seed(self.seed, i))
+      init = distributions.exact_count_mask(
+          shape, count, core.kernel_seed(self.seed, i))
       suffix = "" if i == 0 else f"_{i}"
       mask = self.add_weight(
           name="mask" + suffix, shape=shape, dtype="bool", trainable=False,
@@ -354,20 +338,3 @@ def find_wrappers(model):
       seen.add(id(layer))
       found.append(layer)
   return found
-
-
-def sparse_weights(model):
-  """Every sparse kernel of a Keras 3 `model`, in model order.
-
-  Raises:
-    ValueError: the model has no itop_tf layers, or one is not built.
-  """
-  wrappers = find_wrappers(model)
-  if not wrappers:
-    raise ValueError(NO_WRAPPERS_MESSAGE)
-  for w in wrappers:
-    if not w.built:
-      raise ValueError(
-          f"Layer {w.name!r} is not built: call the model once (or "
-          "model.build(input_shape)) before training.")
-  return [sw for w in wrappers for sw in w.sparse_weights]

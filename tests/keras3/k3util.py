@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 import itop_tf
+from itop_tf.keras3 import frontend as keras3_frontend
 
 BACKEND = keras.backend.backend()
 # jit_compile=True is torch.compile on PyTorch: minutes of compiling for
@@ -71,7 +72,7 @@ def compile_model(model, optimizer=None, jit=JIT):
 
 def kernels(model):
   """The model's `core.SparseWeight`s."""
-  return itop_tf.keras3.wrapper.sparse_weights(model)
+  return keras3_frontend.FRONTEND.sparse_weights(model)
 
 
 class InvariantProbe(keras.callbacks.Callback):

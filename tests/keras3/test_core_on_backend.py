@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from itop_tf import array_ops
 from itop_tf import core
-from itop_tf.keras3 import updaters
+from itop_tf.keras3 import frontend
 import rank_cases
 
 K = array_ops.keras_ops()
@@ -26,7 +26,7 @@ def _both(fn, *arrays, k):
   mine = fn(*[keras.ops.convert_to_tensor(a) for a in arrays],
             keras.ops.convert_to_tensor(k, "int32"), K)
   ref = fn(*[tf.constant(a) for a in arrays], tf.constant(k, tf.int32),
-           array_ops.TF)
+           array_ops.tensorflow_ops())
   return mine, ref
 
 
@@ -38,7 +38,7 @@ def test_rank_select_matches_numpy_for_every_case(method, compiled):
   """Every rank method, eager and compiled (XLA / jax.jit; PyTorch eager)."""
   def fn(s, c, k):
     return core.rank_select(s, c, k, K, method)
-  select = updaters._compile(fn, compiled)  # pylint: disable=protected-access
+  select = frontend.FRONTEND.compile(fn, compiled)
   t = keras.ops.convert_to_tensor
   checked = 0
   for name, s, c, ks in rank_cases.cases(seed=1):
@@ -131,7 +131,7 @@ def test_compiled_update_takes_a_new_k_without_changing_its_answer():
   def fn(masks, weights, unions, scores, slots, ks):
     return core.update_kernels(masks, weights, unions, scores, slots, ks, K)
 
-  compiled = updaters._compile(fn, True)  # pylint: disable=protected-access
+  compiled = frontend.FRONTEND.compile(fn, True)
   t = keras.ops.convert_to_tensor
   for k in (0, 1, 7, 20):
     args = ([t(mask)], [t(w)], [t(mask)], [t(s)], [[t(slot)]],
@@ -151,4 +151,4 @@ def test_random_growth_scores_depend_on_seed_and_step_only():
   assert a.min() >= 0 and a.max() < 1
   if keras.backend.backend() == "tensorflow":
     # The same stream as the tf_keras front-end draws.
-    np.testing.assert_array_equal(a, array_ops.TF.uniform((5, 3), 17, 100))
+    np.testing.assert_array_equal(a, array_ops.tensorflow_ops().uniform((5, 3), 17, 100))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import itop_tf
-from itop_tf.keras3 import updaters as k3updaters
+from itop_tf.keras3 import frontend as keras3_frontend
 from itop_tf import updaters
 import k3util
 import optimizer_cases
@@ -124,7 +124,7 @@ def test_muon_gets_the_masked_forward_pass_and_its_drift_is_zeroed():
   stats = updater.update(1000)
   assert stats["drifted"]
   assert all(np.all(value(sw.weight)[~value(sw.mask)] == 0) for sw in sws)
-  assert k3updaters.optimizer_slots(model.optimizer, sws[0].weight)
+  assert keras3_frontend.optimizer_slots(model.optimizer, sws[0].weight)
 
 
 def test_forward_mask_takes_in_a_train_step_traced_before_it():

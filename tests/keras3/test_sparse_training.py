@@ -308,7 +308,7 @@ def test_grown_weights_start_at_zero_with_zeroed_optimizer_slots(name):
   updater = itop_tf.MaskUpdater(model)
   updater.initialize()
   sw = k3util.kernels(model)[0]
-  slots = itop_tf.keras3.updaters.optimizer_slots(model.optimizer, sw.weight)
+  slots = itop_tf.keras3.frontend.optimizer_slots(model.optimizer, sw.weight)
   assert slots, "no optimizer slots found"
   old_mask, old_w = value(sw.mask), value(sw.weight)
   old_slots = [value(s) for s in slots]
@@ -433,7 +433,7 @@ def _state_after_update(rank_method, group_entries, jit_compile="auto"):
   out = []
   for sw in k3util.kernels(model):
     out += [value(sw.mask), value(sw.ever_active), value(sw.weight)]
-    out += [value(s) for s in itop_tf.keras3.updaters.optimizer_slots(
+    out += [value(s) for s in itop_tf.keras3.frontend.optimizer_slots(
         model.optimizer, sw.weight)]
   return updater, out
 

@@ -1,7 +1,9 @@
-"""How `itop_tf.MaskUpdater` reads and writes a Keras 3 model's state.
+"""The Keras 3 front-end: how the shared code edits and updates a Keras 3
+model (`frontends.Frontend`; TensorFlow, JAX or PyTorch backend).
 
-`MaskUpdater` (in `itop_tf.updaters`) is the one update engine; this module
-gives it the Keras 3 side: where the optimizer slots are, how to run
+`sparsify`/`strip` (in `itop_tf.prune`) and `MaskUpdater` (in
+`itop_tf.updaters`) are written once; this module gives them the Keras 3
+side: which layers can be wrapped, where the optimizer slots are, how to run
 `core.update_kernels` on the active backend (XLA through `tf.function` on
 TensorFlow, `jax.jit` on JAX, eager torch ops on PyTorch; NumPy on the host
 where it is not compiled) and, on JAX, the `model.jax_state_sync()` that
@@ -15,14 +17,9 @@ import functools
 import keras
 
 from itop_tf import array_ops
+from itop_tf import frontends
 from itop_tf.keras3 import metrics
 from itop_tf.keras3 import wrapper as wrapper_lib
-
-
-def _unwrap(optimizer):
-  while hasattr(optimizer, "inner_optimizer"):
-    optimizer = optimizer.inner_optimizer
-  return optimizer
 
 
 def optimizer_slots(optimizer, variable):
@@ -41,7 +38,7 @@ def optimizer_slots(optimizer, variable):
   """
   if optimizer is None:
     return []
-  opt = _unwrap(optimizer)
+  opt = frontends.unwrap_optimizer(optimizer)
   trainables = getattr(opt, "_trainable_variables", None)
   if not trainables:
     return []
@@ -102,46 +99,73 @@ def retrace_train_function(model):
   return model.train_function
 
 
-class Keras3Frontend:
-  """The Keras 3 side of `MaskUpdater` (any backend)."""
+class Keras3Frontend(frontends.Frontend):
+  """Keras 3 models with `itop_tf.keras3.PruneAndRegrow` layers."""
 
+  name = "keras3"
+  keras = keras
+  wrapper = wrapper_lib.PruneAndRegrow
+  supported = wrapper_lib.SUPPORTED
   # A wrapper's `capture` starts True: every step captures until
   # `MaskUpdater.before_step` arms by step.
   captures_by_default = True
 
-  def __init__(self, model):
-    self.model = model
-    self.ops = array_ops.keras_ops()
+  @property
+  def ops(self):
+    return array_ops.keras_ops()
 
-  compile = staticmethod(_compile)
+  def unsupported_reason(self, layer):
+    return wrapper_lib.unsupported_reason(layer)
 
-  def sparse_weights(self):
-    return wrapper_lib.sparse_weights(self.model)
+  def prunable_kernels(self, layer):
+    return wrapper_lib.prunable_kernels(layer)
 
-  def scope(self):
-    strategy = getattr(self.model, "_distribute_strategy", None)
+  def is_functional(self, model):
+    return isinstance(model, keras.Sequential) or (
+        type(model).__name__ == "Functional")
+
+  def to_numpy(self, value):
+    return keras.ops.convert_to_numpy(value)
+
+  def find_wrappers(self, model):
+    return wrapper_lib.find_wrappers(model)
+
+  def attach_metric(self, model):
+    return metrics.attach_exploration_metric(model)
+
+  def set_rate(self, model, rate):
+    metric = metrics.exploration_metric(model)
+    if metric is not None:
+      metric.set(rate)
+
+  def scope(self, model):
+    strategy = getattr(model, "_distribute_strategy", None)
     if strategy is not None:
       return strategy.scope()
     return contextlib.nullcontext()
 
-  def sync(self):
+  def sync(self, model):
     """On JAX, puts `fit`'s training state back into the variables."""
-    sync = getattr(self.model, "jax_state_sync", None)
+    sync = getattr(model, "jax_state_sync", None)
     if sync is not None and keras.backend.backend() == "jax":
       sync()
 
-  @staticmethod
-  def read(variable):
+  def compile(self, fn, jit_compile):
+    return _compile(fn, jit_compile)
+
+  def read(self, variable):
     return keras.ops.convert_to_tensor(variable)
 
-  @staticmethod
-  def assign(variable, value):
-    variable.assign(value)
+  def int32(self, value):
+    return keras.ops.convert_to_tensor(value, dtype="int32")
 
-  slots = staticmethod(optimizer_slots)
+  def slots(self, optimizer, variable):
+    return optimizer_slots(optimizer, variable)
 
-  @staticmethod
-  def check_optimizer(optimizer, wrappers):
+  def retrace(self, model):
+    retrace_train_function(model)
+
+  def check_optimizer(self, optimizer, wrappers):
     """Raises ValueError for an EMA optimizer Keras cannot run here.
 
     Keras builds no EMA average for the `overwrite_with_gradient` variable
@@ -150,7 +174,8 @@ class Keras3Frontend:
     `fit` (and at each `ema_overwrite_frequency`), on JAX at each
     `ema_overwrite_frequency`. Both fail inside Keras; PyTorch works.
     """
-    opt = _unwrap(optimizer) if optimizer is not None else None
+    opt = (frontends.unwrap_optimizer(optimizer) if optimizer is not None
+           else None)
     if not getattr(opt, "use_ema", False) or not any(
         w.growth.needs_dense_gradient for w in wrappers):
       return
@@ -171,20 +196,5 @@ class Keras3Frontend:
           + (", no ema_overwrite_frequency" if backend == "jax" else "") +
           " or the PyTorch backend.")
 
-  retrace = staticmethod(retrace_train_function)
 
-  @staticmethod
-  def k(count):
-    return keras.ops.convert_to_tensor(count, dtype="int32")
-
-  @staticmethod
-  def apply_masks(wrapper):
-    wrapper.apply_masks()
-
-  def set_rate(self, rate):
-    metric = metrics.exploration_metric(self.model)
-    if metric is not None:
-      metric.set(rate)
-
-  def exploration_rate(self, sparse_weights):
-    return metrics.exploration_rate_of(sparse_weights)
+FRONTEND = Keras3Frontend()

@@ -12,8 +12,8 @@ multiply-adds times 2.
 
 Example:
 
->>> dense_f, sparse_f = itop_tf.forward_flops(model)   # per example
->>> itop_tf.training_flops_ratio(model)   # RigL at 90% ERK on ResNet-50
+>>> dense_f, sparse_f = itop_tf.tf_keras.forward_flops(model)   # per example
+>>> itop_tf.tf_keras.training_flops_ratio(model)   # RigL at 90% ERK on ResNet-50
 0.25
 """
 
@@ -22,7 +22,8 @@ import tf_keras as keras
 
 from itop_tf import growth as growth_lib
 from itop_tf import prune
-from itop_tf import wrapper as wrapper_lib
+from itop_tf.tf_keras import frontend
+from itop_tf.tf_keras import wrapper as wrapper_lib
 
 _CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 
@@ -95,7 +96,7 @@ def forward_flops(model):
     ValueError: a counted layer has unknown dimensions.
   """
   dense = sparse = 0.0
-  for layer in prune.leaf_layers(model):
+  for layer in prune.leaf_layers(model, keras):
     inner = layer.layer if isinstance(layer, wrapper_lib.PruneAndRegrow) else layer
     flops = layer_flops(inner, layer.input_shape, layer.output_shape)
     if not flops:
@@ -152,7 +153,7 @@ def training_flops_ratio(model, multiplier=1.0):
   Raises:
     ValueError: the model has no itop_tf layers.
   """
-  wrapper = wrapper_lib.sparse_weights(model)[0].wrapper
+  wrapper = frontend.FRONTEND.sparse_weights(model)[0].wrapper
   schedule = wrapper.schedule
   dense, sparse = forward_flops(model)
   total = schedule.total_steps

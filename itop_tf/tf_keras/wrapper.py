@@ -27,7 +27,7 @@ The wrapper keeps, for each sparse kernel of the wrapped layer:
   update, what TF-MOT's `PruningSummaries` plots as the threshold.
 
 Masks change only through `itop_tf.MaskUpdater` (used by `ITOPCallback`).
-`find_wrappers` and `sparse_weights` find the wrappers of a model.
+`find_wrappers` finds the wrappers of a model.
 
 Example:
 
@@ -44,17 +44,19 @@ import math
 
 import tensorflow as tf
 import tf_keras as keras
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from itop_tf import array_ops
 from itop_tf import core
+from itop_tf import distributions
+from itop_tf import frontends
 from itop_tf import growth as growth_lib
 from itop_tf import schedules
 
-NO_WRAPPERS_MESSAGE = (
-    "The model has no itop_tf layers: make it sparse with itop_tf.sparsify("
-    "model, sparsity=..., schedule=...), or wrap layers in "
-    "itop_tf.PruneAndRegrow.")
+# TF-MOT's wrapper and configs take a `PruningSchedule`; `RegrowthSchedule`
+# (which imports no TF-MOT) is one for them.
+pruning_schedule.PruningSchedule.register(schedules.RegrowthSchedule)
 
 # Kernels we make sparse, by layer type, checked in order (subclasses first).
 _KERNEL_ATTRS = (
@@ -147,72 +149,31 @@ class ExactCountMask(keras.initializers.Initializer):
     self.seed = int(seed)
 
   def __call__(self, shape, dtype=tf.bool, **kwargs):
-    n = math.prod(shape)
-    # A seeded random permutation: O(n), unlike sorting random scores.
-    order = tf.random.experimental.stateless_shuffle(
-        tf.range(n), seed=[self.seed, 0x5EED])
-    active = tf.scatter_nd(order[:self.count, None],
-                           tf.ones([self.count], tf.int32), [n])
-    return tf.reshape(tf.cast(active, tf.bool), shape)
+    del kwargs
+    return tf.constant(distributions.exact_count_mask(
+        tuple(int(d) for d in shape), self.count, self.seed), dtype)
 
   def get_config(self):
     return {"count": self.count, "seed": self.seed}
 
 
-kernel_seed = core.kernel_seed
-SparseWeight = core.SparseWeight
-
-
-def is_keras3_object(obj):
-  """Whether `obj` is a Keras 3 (`import keras`) model or layer."""
-  return any(c.__module__.split(".")[0] == "keras"
-             for c in type(obj).__mro__)
-
-
 def find_wrappers(model):
-  """All `PruneAndRegrow` layers in `model`, at any depth, in a fixed order.
+  """All `PruneAndRegrow` layers in a tf_keras `model`, at any depth, in order.
 
   Wrappers inside nested models and inside custom layers are found too.
 
   Args:
-    model: a tf_keras model or layer; a Keras 3 one gives its
-      `itop_tf.keras3.PruneAndRegrow` layers.
+    model: a tf_keras model or layer.
 
   Returns:
     A list of `PruneAndRegrow` layers; empty if there is none.
   """
-  if is_keras3_object(model):
-    from itop_tf.keras3 import wrapper as keras3_wrapper  # pylint: disable=g-import-not-at-top
-    return keras3_wrapper.find_wrappers(model)
   found, seen = [], set()
-  for m in [model] + list(model._flatten_modules(include_self=False)):
+  for m in [model] + list(model._flatten_modules(include_self=False)):  # pylint: disable=protected-access
     if isinstance(m, PruneAndRegrow) and id(m) not in seen:
       seen.add(id(m))
       found.append(m)
   return found
-
-
-def sparse_weights(model):
-  """Every sparse kernel of `model`, in model order.
-
-  Args:
-    model: a model with `PruneAndRegrow` layers.
-
-  Returns:
-    A list of `SparseWeight`.
-
-  Raises:
-    ValueError: the model has no itop_tf layers, or one is not built.
-  """
-  wrappers = find_wrappers(model)
-  if not wrappers:
-    raise ValueError(NO_WRAPPERS_MESSAGE)
-  for w in wrappers:
-    if not w.built:
-      raise ValueError(
-          f"Layer {w.name!r} is not built: call the model once (or "
-          "model.build(input_shape)) before training.")
-  return [sw for w in wrappers for sw in w.sparse_weights]
 
 
 class _Remask:
@@ -255,7 +216,7 @@ def _masked_gradient(w, mask, grad_var, flag, decay):
           g = core.stored_gradient(
               tf.cast(dy, grad_var.dtype),
               None if decay is None else tf.convert_to_tensor(grad_var),
-              decay, array_ops.TF)
+              decay, array_ops.tensorflow_ops())
           with tf.control_dependencies([grad_var.assign(g)]):
             return tf.constant(True)
 
@@ -299,8 +260,8 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
 
   Example:
 
-  >>> fc = itop_tf.PruneAndRegrow(keras.layers.Dense(32), schedule,
-  ...                             density=0.1, grow="gradient")
+  >>> fc = itop_tf.tf_keras.PruneAndRegrow(keras.layers.Dense(32), schedule,
+  ...                                      density=0.1, grow="gradient")
   """
 
   def __init__(self, layer, schedule=None, density=1.0, counts=None,
@@ -311,11 +272,11 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
                          "pruning_schedule= differ.")
       schedule = pruning_schedule
     schedules.check_schedule(schedule)
-    core.check_density(density)
+    distributions.check_density(density)
     self.growth = growth_lib.get(grow)
-    if is_keras3_object(layer):
+    if frontends.keras_of(layer) == "keras3":
       raise ValueError(
-          f"itop_tf.PruneAndRegrow wraps tf_keras layers; {layer.name!r} is "
+          f"itop_tf.tf_keras.PruneAndRegrow wraps tf_keras layers; {layer.name!r} is "
           "a Keras 3 layer: use itop_tf.keras3.PruneAndRegrow (or "
           "itop_tf.sparsify, which picks the right one).")
     if isinstance(layer, keras.layers.Layer) and not supports(layer):
@@ -380,7 +341,7 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     for i, (owner, attr) in enumerate(kernels):
       weight = getattr(owner, attr)
       count = counts[i]
-      init = ExactCountMask(count, seed=kernel_seed(self.seed, i))
+      init = ExactCountMask(count, seed=core.kernel_seed(self.seed, i))
       suffix = "" if i == 0 else f"_{i}"
       mask = self.add_weight(
           "mask" + suffix, shape=weight.shape, dtype=tf.bool,
@@ -400,7 +361,7 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
           "threshold" + suffix, shape=[], dtype=tf.float32, trainable=False,
           initializer=keras.initializers.Zeros())
       self.sparse_weights.append(
-          SparseWeight(self, i, owner, attr, weight, mask, union, grad,
+          core.SparseWeight(self, i, owner, attr, weight, mask, union, grad,
                        threshold, count))
     # TF-MOT's (weight, mask, threshold) triples, read by PruningSummaries.
     self.pruning_vars = [(sw.weight, sw.mask, sw.threshold)
