@@ -165,6 +165,29 @@ def test_gradient_growth_picks_top_abs_grad_inactive_weights():
   assert new.numpy().tolist() == [[True, False, False], [True, False, False]]
 
 
+def test_rigl_grows_where_the_dense_gradient_is_largest():
+  model = compile_sgd(sparse_mlp(sparsity=0.8, interval=1000, total=2000,
+                                 grow="gradient"))
+  x, y = toy_data()
+  updater = itop_tf.MaskUpdater(model)
+  updater.initialize()
+  updater.before_step(step=999)  # the next step ends on the update step
+  model.train_on_batch(x[:32], y[:32])
+  for _, sw in kernels(model):
+    grad = np.abs(sw.dense_grad.numpy())
+    mask = sw.mask.numpy()
+    assert grad[~mask].max() > 0, "the captured gradient is dense"
+  old = [sw.mask.numpy() for _, sw in kernels(model)]
+  grads = [np.abs(sw.dense_grad.numpy()) for _, sw in kernels(model)]
+  stats = updater.update(1000)
+  for (_, sw), mask, grad in zip(kernels(model), old, grads):
+    new = sw.mask.numpy()
+    grown = new & ~mask
+    assert grown.sum() == stats["regrown"][sw.name] > 0
+    # Every grown entry beats every inactive one that was not grown.
+    assert grad[grown].min() >= grad[~new & ~mask].max()
+
+
 def test_pruned_and_regrown_weight_keeps_its_value():
   mask = tf.constant([True, True, False])
   w = tf.constant([0.3, 0.1, 0.0])
@@ -195,8 +218,12 @@ class Probe(keras.callbacks.Callback):
     self.records = []
 
   def on_train_batch_end(self, batch, logs=None):
+    unions = [sw.ever_active.numpy() for _, sw in kernels(self.model)]
     rec = {"step": int(self.model.optimizer.iterations.numpy()),
-           "rate": itop_tf.exploration_rate(self.model), "layers": []}
+           "rate": itop_tf.exploration_rate(self.model),
+           "numpy_rate": (sum(int(u.sum()) for u in unions) /
+                          sum(u.size for u in unions)),
+           "layers": []}
     for _, sw in kernels(self.model):
       m, w, u = sw.mask.numpy(), sw.weight.numpy(), sw.ever_active.numpy()
       rec["layers"].append({"mask": m, "union": u, "count": sw.count,
@@ -225,6 +252,8 @@ def test_invariants_hold_after_every_step(grow):
     assert cur["rate"] >= prev["rate"]  # monotone union
     for a, b in zip(prev["layers"], cur["layers"]):
       assert not (a["union"] & ~b["union"]).any()
+  for rec in probe.records:  # R_s is |union| / size, counted here by NumPy
+    assert rec["rate"] == pytest.approx(rec["numpy_rate"], rel=1e-6)
   assert probe.records[-1]["rate"] > 0.2 + 0.01  # exploration happened
 
 
@@ -268,11 +297,16 @@ def test_grown_weights_start_at_zero_with_zeroed_slots(opt):
   updater = itop_tf.MaskUpdater(model)
   pairs = kernels(model)
   old = [sw.mask.numpy().copy() for _, sw in pairs]
-  old_w = [sw.weight.numpy().copy() for _, sw in pairs]
   slots = [frontend.optimizer_slots(optimizer, sw.weight) for _, sw in pairs]
   assert all(len(s) >= 1 for s in slots)
   if opt == "adam":
     assert all(len(s) == 2 for s in slots)
+  # Inactive entries carry non-zero weights and slot values, so an update
+  # that kept them where it grows (not zeroing grown entries) would show.
+  for (_, sw), m0, sl in zip(pairs, old, slots):
+    for var, fill in [(sw.weight, 7.0)] + [(v, 3.0) for v in sl]:
+      var.assign(np.where(m0, var.numpy(), fill).astype("float32"))
+  old_w = [sw.weight.numpy().copy() for _, sw in pairs]
   stats = updater.update(step=1000)
   assert sum(stats["regrown"].values()) > 0
   for (_, sw), m0, w0, sl in zip(pairs, old, old_w, slots):

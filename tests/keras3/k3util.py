@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 import itop_tf
 from itop_tf.keras3 import frontend as keras3_frontend
@@ -79,7 +80,8 @@ class InvariantProbe(keras.callbacks.Callback):
   """Checks the invariants after every training step (syncs on JAX).
 
   Exact active count per kernel, inactive weights exactly 0, union a
-  superset of the mask and of the previous union. Records the masks.
+  superset of the mask and of the previous union, R_s equal to |union| /
+  size counted here by NumPy. Records the masks.
   """
 
   def __init__(self):
@@ -98,6 +100,9 @@ class InvariantProbe(keras.callbacks.Callback):
       assert np.all(w[~m] == 0), sw.name
       assert np.all(u[m]), sw.name
       unions.append(u)
+    numpy_rate = sum(int(u.sum()) for u in unions) / sum(u.size for u in unions)
+    assert itop_tf.exploration_rate(model) == pytest.approx(numpy_rate,
+                                                            rel=1e-6)
     if self.unions is not None:
       for old, new in zip(self.unions, unions):
         assert np.all(new[old]), "the union lost an entry"

@@ -310,9 +310,14 @@ def test_grown_weights_start_at_zero_with_zeroed_optimizer_slots(name):
   sw = k3util.kernels(model)[0]
   slots = itop_tf.keras3.frontend.optimizer_slots(model.optimizer, sw.weight)
   assert slots, "no optimizer slots found"
-  old_mask, old_w = value(sw.mask), value(sw.weight)
+  old_mask = value(sw.mask)
+  assert all(np.abs(value(s)[old_mask]).sum() > 0 for s in slots)
+  # Inactive entries carry non-zero weights and slot values, so an update
+  # that kept them where it grows (not zeroing grown entries) would show.
+  for var, fill in [(sw.weight, 7.0)] + [(s, 3.0) for s in slots]:
+    var.assign(np.where(old_mask, value(var), fill).astype("float32"))
+  old_w = value(sw.weight)
   old_slots = [value(s) for s in slots]
-  assert all(np.abs(s[old_mask]).sum() > 0 for s in old_slots)
   stats = updater.update(1000)
   new_mask, new_w = value(sw.mask), value(sw.weight)
   grown = new_mask & ~old_mask
