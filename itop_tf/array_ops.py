@@ -329,6 +329,8 @@ def keras_ops():
 def to_numpy(structure):
   """`structure` (a tensor of any backend, or lists/tuples of them) on the
   host as NumPy arrays, in one read per tensor."""
+  if structure is None:  # an absent optional input (drop scores)
+    return None
   if isinstance(structure, (list, tuple)):
     return type(structure)(to_numpy(x) for x in structure)
   if hasattr(structure, "detach"):  # a torch tensor (its grad left behind)

@@ -177,7 +177,8 @@ def stored_gradient(dy, previous, decay, ops):
                    previous)
 
 
-def prune_and_grow(mask, weight, k, grow_scores, ops, rank="threshold"):
+def prune_and_grow(mask, weight, k, grow_scores, ops, rank="threshold",
+                   drop_scores=None):
   """One update of one kernel: drop `k` smallest active, grow `k` inactive.
 
   Non-finite values never break the exact count: NaN or +-Inf weights that
@@ -193,6 +194,9 @@ def prune_and_grow(mask, weight, k, grow_scores, ops, rank="threshold"):
       are grown.
     ops: the array namespace of the tensors' backend.
     rank: the `rank_select` method.
+    drop_scores: None drops the `k` active entries of smallest magnitude;
+      else a float tensor of the mask's shape, and the `k` active entries
+      with the lowest score are dropped (`Growth.drop_scores`).
 
   Returns:
     (new_mask, kept, pruned): bool tensors of the mask's shape. `new_mask`
@@ -206,8 +210,11 @@ def prune_and_grow(mask, weight, k, grow_scores, ops, rank="threshold"):
   m = ops.reshape(mask, (-1,))
   w = ops.cast(ops.reshape(weight, (-1,)), "float32")
   finite = ops.isfinite(w)
-  # Smallest magnitude first; a non-finite weight before any finite one.
-  prune_key = ops.where(finite, -ops.abs(w), ops.full_like(w, np.inf))
+  # Smallest magnitude (or drop score) first; a non-finite weight before any
+  # finite one.
+  keep = ops.abs(w) if drop_scores is None else ops.cast(
+      ops.reshape(drop_scores, (-1,)), "float32")
+  prune_key = ops.where(finite, -keep, ops.full_like(w, np.inf))
   prune = rank_select(prune_key, m, k, ops, rank)
   after_prune = ops.logical_and(m, ops.logical_not(prune))
   s = ops.reshape(grow_scores, (-1,))
@@ -221,7 +228,7 @@ def prune_and_grow(mask, weight, k, grow_scores, ops, rank="threshold"):
 
 
 def update_kernel(mask, weight, union, scores, slots, k, ops,
-                  rank="threshold"):
+                  rank="threshold", drop_scores=None):
   """A kernel's whole update: new state and statistics.
 
   Args:
@@ -231,6 +238,7 @@ def update_kernel(mask, weight, union, scores, slots, k, ops,
     k: number of connections to replace.
     ops: the array namespace of the tensors' backend.
     rank: the `rank_select` method.
+    drop_scores: see `prune_and_grow`.
 
   Returns:
     dict with "mask", "weight" (grown entries 0, the rest kept), "union",
@@ -240,7 +248,8 @@ def update_kernel(mask, weight, union, scores, slots, k, ops,
     (inactive entries that were not 0 before the update: the update zeroes
     them; see `MaskUpdater.update`).
   """
-  new_m, kept, pruned = prune_and_grow(mask, weight, k, scores, ops, rank)
+  new_m, kept, pruned = prune_and_grow(mask, weight, k, scores, ops, rank,
+                                       drop_scores)
   finite = ops.isfinite(weight)
   magnitude = ops.abs(ops.cast(weight, "float32"))
   return {
@@ -259,18 +268,22 @@ def update_kernel(mask, weight, union, scores, slots, k, ops,
 
 
 def update_kernels(masks, weights, unions, scores, slots, ks, ops,
-                   rank="threshold"):
+                   rank="threshold", drop_scores=None):
   """`update_kernel` over lists (one entry per kernel), as lists.
 
   This is the function each front-end compiles (XLA via `tf.function`,
-  `jax.jit`) into one program per model.
+  `jax.jit`) into one program per model. `drop_scores` is None or a list
+  with one entry per kernel (None: by magnitude).
 
   Returns:
     (masks, weights, unions, slots, regrown, thresholds, non_finite,
     drifted).
   """
-  out = [update_kernel(*args, ops=ops, rank=rank)
-         for args in zip(masks, weights, unions, scores, slots, ks)]
+  if drop_scores is None:
+    drop_scores = [None] * len(masks)
+  out = [update_kernel(*args, ops=ops, rank=rank, drop_scores=drop)
+         for *args, drop in zip(masks, weights, unions, scores, slots, ks,
+                                drop_scores)]
   keys = ("mask", "weight", "union", "slots", "regrown", "threshold",
           "non_finite", "drifted")
   return tuple([o[key] for o in out] for key in keys)

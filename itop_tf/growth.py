@@ -1,9 +1,10 @@
-"""How a prune-and-regrow update picks the connections it grows.
+"""How a prune-and-regrow update picks the connections it drops and grows.
 
 A growth rule is a small object that scores every entry of a kernel; the
-update grows the best-scored inactive entries (`updaters.prune_and_grow`).
-Like jaxpruner's `SET`/`RigL`, the rules differ only in how they score and in
-which state that needs:
+update grows the best-scored inactive entries (`core.prune_and_grow`) and,
+unless the rule says otherwise (`drop_scores`), drops the active entries of
+smallest magnitude. Like jaxpruner's `SET`/`RigL` updaters, the rules differ
+only in how they score and in which state that needs:
 
 - `RandomGrowth` ("random", SET): uniform random scores from a stateless RNG
   keyed by (layer seed, kernel, step), so a resumed run draws the same.
@@ -12,12 +13,23 @@ which state that needs:
 - `MomentumGrowth` ("momentum", SNFS): |moving average (decay 0.9) of the
   dense gradient|, updated every step.
 
+A rule of your own subclasses `Growth`, gives itself a `name` and is
+registered with `register`, so that a model trained with it saves its name
+(and `get_config()`) and loads back with the same rule.
+
 Example:
 
 >>> rule = itop_tf.growth.get("gradient")
 >>> rule.needs_dense_gradient, rule.captures_every_step
 (True, False)
->>> model = itop_tf.sparsify(model, 0.9, schedule=schedule, grow=rule)
+>>> @itop_tf.growth.register
+... class Sensitivity(itop_tf.growth.GradientGrowth):
+...   name = "sensitivity"           # grow by |w * dL/dw|, drop by it too
+...   def drop_scores(self, sparse_weight, step, ops):
+...     return ops.abs(ops.convert_to_tensor(sparse_weight.weight) *
+...                    ops.convert_to_tensor(sparse_weight.dense_grad))
+>>> model = itop_tf.sparsify(model, 0.9, schedule=schedule,
+...                          grow="sensitivity")
 """
 
 
@@ -45,6 +57,24 @@ class Growth:
     written only in steps that `MaskUpdater.before_step` arms."""
     return self.needs_dense_gradient and not self.captures_every_step
 
+  def drop_scores(self, sparse_weight, step, ops):
+    """Scores of the active entries to keep; the `k` lowest are dropped.
+
+    None (the default) drops by magnitude, `|w|`, as SET and RigL do.
+    Whatever the scores, an active weight that is NaN or +-Inf is dropped
+    first, and the count stays exact.
+
+    Args:
+      sparse_weight: a `core.SparseWeight`.
+      step: the update's scheduled optimizer step (Python int).
+      ops: the array namespace of the model's backend.
+
+    Returns:
+      None, or a float tensor of the kernel's shape (higher is kept).
+    """
+    del sparse_weight, step, ops
+    return None
+
   def scores(self, sparse_weight, step, ops):
     """Scores of every entry of `sparse_weight`'s kernel; higher grows first.
 
@@ -67,14 +97,24 @@ class Growth:
     del total_steps, num_updates
     return 0
 
+  def get_config(self):
+    """The rule's arguments, what a saved model stores with its `name`."""
+    return {}
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config)
+
   def __eq__(self, other):
-    return type(other) is type(self)
+    return type(other) is type(self) and (
+        other.get_config() == self.get_config())
 
   def __hash__(self):
     return hash(type(self))
 
   def __repr__(self):
-    return f"{type(self).__name__}()"
+    args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+    return f"{type(self).__name__}({args})"
 
 
 class RandomGrowth(Growth):
@@ -117,26 +157,94 @@ class MomentumGrowth(GradientGrowth):
     return total_steps
 
 
-RULES = {rule.name: rule for rule in (RandomGrowth, GradientGrowth,
-                                      MomentumGrowth)}
-GROW_METHODS = tuple(RULES)
+RULES = {}
+
+
+def register(cls):
+  """Class decorator: makes a `Growth` subclass known by its `name`.
+
+  `get(name)` (so `sparsify(grow=name)`) then gives it, and a model trained
+  with it saves the name and loads back with it.
+
+  Args:
+    cls: a subclass of `Growth` with a `name` of its own.
+
+  Returns:
+    `cls`.
+
+  Raises:
+    ValueError: not a `Growth` subclass, no name of its own, or the name
+      is taken by another class.
+  """
+  if not (isinstance(cls, type) and issubclass(cls, Growth)):
+    raise ValueError(f"itop_tf.growth.register takes a subclass of "
+                     f"itop_tf.growth.Growth, got {cls!r}.")
+  name = cls.__dict__.get("name")
+  if not isinstance(name, str) or not name:
+    raise ValueError(
+        f"{cls.__name__} needs a name of its own (class attribute `name = "
+        "'...'`): saved models store it to find the rule again.")
+  taken = RULES.get(name)
+  if taken is not None and (taken.__module__, taken.__qualname__) != (
+      cls.__module__, cls.__qualname__):
+    raise ValueError(
+        f"The growth rule name {name!r} is taken by "
+        f"{taken.__module__}.{taken.__qualname__}; give {cls.__name__} "
+        "another name.")
+  RULES[name] = cls
+  return cls
+
+
+for _rule in (RandomGrowth, GradientGrowth, MomentumGrowth):
+  register(_rule)
+
+
+def serialize(rule):
+  """What a saved model stores for `rule`: its name, with its config if any.
+
+  Example:
+
+  >>> serialize(get("gradient"))
+  'gradient'
+  """
+  config = rule.get_config()
+  return rule.name if not config else {"name": rule.name, "config": config}
 
 
 def get(grow):
   """The growth rule `grow` names, or `grow` itself if it is one.
 
   Args:
-    grow: "random", "gradient", "momentum" or a `Growth` instance.
+    grow: a registered name ("random", "gradient", "momentum", or one given
+      to `register`), what `serialize` returns, or a `Growth` instance.
 
   Returns:
     A `Growth` instance.
 
   Raises:
-    ValueError: an unknown name or type.
+    ValueError: an unknown name or type, or an instance of a class that is
+      not registered under its name.
   """
   if isinstance(grow, Growth):
+    if RULES.get(grow.name) is not type(grow):
+      raise ValueError(
+          f"The growth rule {type(grow).__name__} is not registered under "
+          f"its name {grow.name!r}, so a model trained with it could not load "
+          "it back: give the class a name of its own and decorate it with "
+          "@itop_tf.growth.register.")
     return grow
-  if isinstance(grow, str) and grow in RULES:
-    return RULES[grow]()
-  raise ValueError(f"Unknown grow method {grow!r}: use one of {GROW_METHODS} "
-                   "or an itop_tf.growth.Growth instance.")
+  if isinstance(grow, dict) and set(grow) == {"name", "config"}:
+    return _rule_class(grow["name"]).from_config(grow["config"])
+  if isinstance(grow, str):
+    return _rule_class(grow)()
+  raise ValueError(f"Unknown grow method {grow!r}: use one of "
+                   f"{tuple(RULES)} or an itop_tf.growth.Growth instance.")
+
+
+def _rule_class(name):
+  if name not in RULES:
+    raise ValueError(
+        f"Unknown grow method {name!r}: use one of {tuple(RULES)}, or "
+        "register your own Growth subclass with @itop_tf.growth.register "
+        "(before loading a model trained with it).")
+  return RULES[name]

@@ -82,10 +82,10 @@ def compiled_update(frontend, jit_compile, rank, signature):
   if fn is None:
     ops = update_ops(frontend, jit_compile)
 
-    def update(masks, weights, unions, scores, slots, ks):
+    def update(masks, weights, unions, scores, slots, ks, drops):
       (new_m, new_w, new_u, new_s, regrown, thresholds, non_finite,
        drifted) = core.update_kernels(masks, weights, unions, scores, slots,
-                                      ks, ops, rank)
+                                      ks, ops, rank, drops)
       # The counts as one vector: one read to the host, not three per kernel
       # (on an H100 each small read cost about 0.15 ms, ResNet-20's 63 reads
       # a third of its update).
@@ -108,7 +108,8 @@ def _leaves(x):
 
 
 def _signature(*tensor_lists):
-  return tuple((tuple(x.shape), str(x.dtype)) for x in _leaves(tensor_lists))
+  return tuple(None if x is None else (tuple(x.shape), str(x.dtype))
+               for x in _leaves(tensor_lists))
 
 
 JIT_CHOICES = (True, False, "auto")
@@ -481,22 +482,23 @@ class MaskUpdater:
 
   def _apply_group(self, group, step, frac):
     frontend = self.frontend
-    masks, weights, unions, scores, slots, ks = [], [], [], [], [], []
+    masks, weights, unions, scores, slots, ks, drops = ([] for _ in range(7))
     slot_vars = []
     for sw in group:
       masks.append(frontend.read(sw.mask))
       weights.append(frontend.read(sw.weight))
       unions.append(frontend.read(sw.ever_active))
       scores.append(sw.wrapper.growth.scores(sw, step, frontend.ops))
+      drops.append(sw.wrapper.growth.drop_scores(sw, step, frontend.ops))
       sv = frontend.slots(self.optimizer, sw.weight)
       slot_vars.append(sv)
       slots.append([frontend.read(v) for v in sv])
       ks.append(frontend.int32(core.prune_count(frac, sw.count)))
     compute = compiled_update(
         frontend, self.jit_compile, self.rank_method,
-        _signature(masks, weights, unions, scores, slots))
+        _signature(masks, weights, unions, scores, slots, drops))
     new_m, new_w, new_u, new_s, thresholds, counts = compute(
-        masks, weights, unions, scores, slots, ks)
+        masks, weights, unions, scores, slots, ks, drops)
     for sw, m, wt, u, s, sv, t in zip(group, new_m, new_w, new_u, new_s,
                                       slot_vars, thresholds):
       frontend.assign(sw.mask, m)

@@ -310,7 +310,7 @@ class PruneAndRegrow(keras.layers.Wrapper):
     config = super().get_config()
     config.update({"schedule": self.schedule.get_config(),
                    "density": self.density, "counts": self.counts,
-                   "grow": self.grow, "seed": self.seed})
+                   "grow": growth_lib.serialize(self.growth), "seed": self.seed})
     return config
 
   @classmethod

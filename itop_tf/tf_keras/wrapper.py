@@ -419,7 +419,7 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     config.pop("sparsity_m_by_n", None)
     config["schedule"] = config.pop("pruning_schedule")
     config.update({"density": self.density, "counts": self.counts,
-                   "grow": self.grow, "seed": self.seed})
+                   "grow": growth_lib.serialize(self.growth), "seed": self.seed})
     return config
 
   @classmethod

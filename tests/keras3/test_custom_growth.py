@@ -1,0 +1,84 @@
+"""Keras 3: growth rules of one's own, registered, saved, loaded; drop scores;
+the initial masks every front-end draws."""
+
+import keras
+import numpy as np
+import pytest
+
+import itop_tf
+from itop_tf import core
+from itop_tf import distributions
+from itop_tf import growth
+import k3util
+from k3util import value
+
+
+@growth.register
+class ScaledGradient(growth.GradientGrowth):
+  """RigL with a factor in its config (to see the config come back)."""
+
+  name = "test_keras3_scaled_gradient"
+
+  def __init__(self, factor=2.0):
+    self.factor = float(factor)
+
+  def get_config(self):
+    return {"factor": self.factor}
+
+
+@growth.register
+class DropLargest(growth.RandomGrowth):
+  """Drops the largest weights and grows among the entries inactive before
+  the update."""
+
+  name = "test_keras3_drop_largest"
+
+  def drop_scores(self, sparse_weight, step, ops):
+    return -ops.abs(ops.convert_to_tensor(sparse_weight.weight))
+
+  def scores(self, sparse_weight, step, ops):
+    uniform = super().scores(sparse_weight, step, ops)
+    return ops.where(ops.convert_to_tensor(sparse_weight.mask),
+                     ops.full_like(uniform, -1.0), uniform)
+
+
+def test_model_trained_with_a_registered_rule_loads_back_with_it(tmp_path):
+  model = k3util.compile_model(k3util.sparse_mlp(grow=ScaledGradient(3.0)))
+  x, y = k3util.toy_data()
+  model.fit(x, y, batch_size=32, epochs=1, verbose=0,
+            callbacks=[itop_tf.ITOPCallback()])
+  path = str(tmp_path / "m.keras")
+  model.save(path)
+  loaded = keras.models.load_model(path)
+  rules = [w.growth for w in itop_tf.find_wrappers(loaded)]
+  assert rules and all(r == ScaledGradient(3.0) for r in rules)
+  assert rules[0] != ScaledGradient(2.0)  # the config came back too
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_update_drops_by_the_rule_s_drop_scores(jit_compile):
+  model = k3util.compile_model(
+      k3util.sparse_mlp(grow="test_keras3_drop_largest", interval=1000,
+                        total=2000))
+  x, y = k3util.toy_data()
+  model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+  updater = itop_tf.MaskUpdater(model, jit_compile=jit_compile)
+  updater.initialize()
+  old = [(value(sw.mask), np.abs(value(sw.weight)))
+         for sw in k3util.kernels(model)]
+  stats = updater.update(1000)
+  for sw, (mask, magnitude) in zip(k3util.kernels(model), old):
+    new = value(sw.mask)
+    dropped, stayed = mask & ~new, mask & new
+    assert dropped.sum() == stats["regrown"][sw.name] > 0
+    assert magnitude[dropped].min() >= magnitude[stayed].max()
+
+
+def test_initial_masks_come_from_the_one_shared_generator():
+  """The same seed gives the same masks on every front-end and backend."""
+  model = k3util.sparse_mlp(seed=5)
+  for w in itop_tf.find_wrappers(model):
+    for sw in w.sparse_weights:
+      want = distributions.exact_count_mask(
+          sw.shape, sw.count, core.kernel_seed(w.seed, sw.index))
+      np.testing.assert_array_equal(value(sw.mask), want)
