@@ -10,35 +10,7 @@ from itop_tf import array_ops
 from itop_tf import core
 from itop_tf import growth
 from conftest import compile_sgd, kernels, mlp, toy_data
-
-
-@growth.register
-class ScaledRandom(growth.RandomGrowth):
-  """SET with a factor in its config (to see the config come back)."""
-
-  name = "test_scaled_random"
-
-  def __init__(self, factor=2.0):
-    self.factor = float(factor)
-
-  def get_config(self):
-    return {"factor": self.factor}
-
-
-@growth.register
-class DropLargest(growth.RandomGrowth):
-  """Drops the largest weights (the opposite of magnitude pruning) and grows
-  at random among the entries inactive before the update."""
-
-  name = "test_drop_largest"
-
-  def drop_scores(self, sparse_weight, step, ops):
-    return -ops.abs(ops.convert_to_tensor(sparse_weight.weight))
-
-  def scores(self, sparse_weight, step, ops):
-    uniform = super().scores(sparse_weight, step, ops)
-    return ops.where(ops.convert_to_tensor(sparse_weight.mask),
-                     ops.full_like(uniform, -1.0), uniform)
+from growth_cases import ScaledGradient
 
 
 def _sparse(grow):
@@ -49,22 +21,23 @@ def _sparse(grow):
 
 
 def test_registered_rule_is_found_by_name():
-  assert isinstance(growth.get("test_scaled_random"), ScaledRandom)
-  assert growth.get(growth.serialize(ScaledRandom(5.0))) == ScaledRandom(5.0)
+  assert isinstance(growth.get("test_scaled_gradient"), ScaledGradient)
+  rule = ScaledGradient(5.0)
+  assert growth.get(growth.serialize(rule)) == rule
   assert growth.serialize(growth.get("gradient")) == "gradient"
 
 
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
 def test_model_trained_with_a_registered_rule_loads_back_with_it(tmp_path,
                                                                   fmt):
-  model = compile_sgd(_sparse(ScaledRandom(3.0)))
+  model = compile_sgd(_sparse(ScaledGradient(3.0)))
   path = str(tmp_path / f"m.{fmt}")
   model.save(path)
   with itop_tf.tf_keras.scope():
     loaded = keras.models.load_model(path)
   rules = [w.growth for w in itop_tf.find_wrappers(loaded)]
-  assert rules and all(r == ScaledRandom(3.0) for r in rules)
-  assert rules[0] != ScaledRandom(2.0)  # the config came back too
+  assert rules and all(r == ScaledGradient(3.0) for r in rules)
+  assert rules[0] != ScaledGradient(2.0)  # the config came back too
 
 
 def test_unregistered_rule_is_refused_with_the_way_to_register():

@@ -8,38 +8,9 @@ import pytest
 import itop_tf
 from itop_tf import core
 from itop_tf import distributions
-from itop_tf import growth
 import k3util
+from growth_cases import ScaledGradient
 from k3util import value
-
-
-@growth.register
-class ScaledGradient(growth.GradientGrowth):
-  """RigL with a factor in its config (to see the config come back)."""
-
-  name = "test_keras3_scaled_gradient"
-
-  def __init__(self, factor=2.0):
-    self.factor = float(factor)
-
-  def get_config(self):
-    return {"factor": self.factor}
-
-
-@growth.register
-class DropLargest(growth.RandomGrowth):
-  """Drops the largest weights and grows among the entries inactive before
-  the update."""
-
-  name = "test_keras3_drop_largest"
-
-  def drop_scores(self, sparse_weight, step, ops):
-    return -ops.abs(ops.convert_to_tensor(sparse_weight.weight))
-
-  def scores(self, sparse_weight, step, ops):
-    uniform = super().scores(sparse_weight, step, ops)
-    return ops.where(ops.convert_to_tensor(sparse_weight.mask),
-                     ops.full_like(uniform, -1.0), uniform)
 
 
 def test_model_trained_with_a_registered_rule_loads_back_with_it(tmp_path):
@@ -58,7 +29,7 @@ def test_model_trained_with_a_registered_rule_loads_back_with_it(tmp_path):
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_update_drops_by_the_rule_s_drop_scores(jit_compile):
   model = k3util.compile_model(
-      k3util.sparse_mlp(grow="test_keras3_drop_largest", interval=1000,
+      k3util.sparse_mlp(grow="test_drop_largest", interval=1000,
                         total=2000))
   x, y = k3util.toy_data()
   model.fit(x, y, batch_size=32, epochs=1, verbose=0)
