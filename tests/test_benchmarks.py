@@ -21,6 +21,8 @@ from benchmarks import reproduce
 from benchmarks import step_overhead
 from benchmarks import tflite_export
 
+pytestmark = [pytest.mark.slow, pytest.mark.benchmark]
+
 BENCHMARKS_DIR = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 
 

@@ -8,6 +8,8 @@ import tf_keras as keras
 import itop_tf
 from conftest import compile_sgd, mlp, toy_data
 
+pytestmark = pytest.mark.multi_device
+
 
 def _replica_values(strategy, var):
   return [v.numpy() for v in strategy.experimental_local_results(var)]

@@ -1,8 +1,11 @@
 """RigL-ITOP at 90% sparsity learns real data (tests/digits_task.py)."""
 
+import pytest
 import tf_keras as keras
 
 import digits_task
+
+pytestmark = pytest.mark.slow
 
 
 def test_rigl_itop_learns_digits_at_90_percent_sparsity():

@@ -12,6 +12,9 @@ from itop_tf import export
 import export_checks
 from conftest import compile_sgd, kernels, mlp, small_cnn
 
+# Each test converts with the LiteRT converter (1-2 s a model): slow tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def digits_model():

@@ -64,6 +64,7 @@ def test_num_updates_matches_counting_update_steps(interval, total, end, begin):
   assert s.num_updates == sum(s.is_update_step(t) for t in range(total + 1))
 
 
+@pytest.mark.slow
 def test_resnet50_training_flops_match_the_papers_ratios():
   # Paper (RigL, ERK): 0.42x at 80% and 0.25x at 90%. We count conv/dense
   # only, which lands within 0.03 of both.

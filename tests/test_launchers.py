@@ -101,6 +101,7 @@ def _one_per_model_and_method():
   return sorted(path for _, path in chosen.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", _one_per_model_and_method(),
                          ids=os.path.basename)
 def test_flag_file_builds_its_model(path):
@@ -132,6 +133,7 @@ def _run_in_process(launcher, tmp_path, *args):
   return trainer.train(fv), fv
 
 
+@pytest.mark.slow
 def test_cifar_launcher_runs_end_to_end_on_mock_data(tmp_path, monkeypatch):
   # Mock data has no split metadata: say how big the mock split is.
   monkeypatch.setattr(datasets, "num_train_examples", lambda b, spec: 16)
@@ -149,6 +151,7 @@ def test_cifar_launcher_runs_end_to_end_on_mock_data(tmp_path, monkeypatch):
   assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
 
 
+@pytest.mark.slow
 def test_imagenet_launcher_runs_resnet50_on_mock_data(tmp_path, monkeypatch):
   monkeypatch.setattr(datasets, "num_train_examples", lambda b, spec: 8)
   with tfds.testing.mock_data(num_examples=8):
@@ -161,6 +164,7 @@ def test_imagenet_launcher_runs_resnet50_on_mock_data(tmp_path, monkeypatch):
   assert results["sparsity"] == pytest.approx(0.8, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_dense_method_trains_without_masks(tmp_path, fashion_data):
   results, _ = _run_in_process(
       launcher_flags.CIFAR, tmp_path, "--dataset=fashion_mnist",
@@ -171,6 +175,7 @@ def test_dense_method_trains_without_masks(tmp_path, fashion_data):
   assert results["train_flops"] == 1.0 and "mask_digest" not in results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["float16", "bfloat16"])
 def test_mixed_precision_run_keeps_exact_sparsity(tmp_path, fashion_data,
                                                   policy):
@@ -194,6 +199,7 @@ def test_mixed_precision_run_keeps_exact_sparsity(tmp_path, fashion_data,
                                                  abs=0.02)
 
 
+@pytest.mark.slow
 def test_export_flag_writes_int8_litert_file_and_reports_it(
     tmp_path, fashion_data, capsys):
   results, _ = _run_in_process(
@@ -254,6 +260,8 @@ def _launch(script, *args, **kwargs):
       capture_output=True, text=True, env=env, timeout=600, **kwargs)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_imagenet_without_data_dir_fails_on_the_command_line(tmp_path):
   out = _launch("train_imagenet.py", f"--model_dir={tmp_path}")
   assert out.returncode == 1
@@ -261,6 +269,7 @@ def test_imagenet_without_data_dir_fails_on_the_command_line(tmp_path):
   assert "Traceback" not in out.stderr and not os.listdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_fashion_mnist_launcher_prints_summary_and_writes_tensorboard(
     tmp_path, fashion_data):
   out = _launch(

@@ -7,6 +7,11 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess,
+              pytest.mark.multi_device]
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -85,6 +85,7 @@ def test_rank_select_is_one_xla_program_for_every_k(method):
   assert select.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.slow
 def test_every_method_agrees_on_a_large_kernel():
   # 3x3x256x256, half the scores on a few values: many ties at the k-th.
   rng = np.random.default_rng(4)

@@ -18,6 +18,8 @@ import tensorflow as tf
 
 from launchers import checkpointing
 
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -16,6 +16,8 @@ from benchmarks import mask_update
 from benchmarks import tflite_export
 from benchmarks import without_tensorflow
 
+pytestmark = [pytest.mark.slow, pytest.mark.benchmark]
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))  # the repository: the runner's cwd
 

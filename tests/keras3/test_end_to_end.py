@@ -10,9 +10,12 @@ points: 0.87, as the tf_keras test asks 0.88.
 
 import keras
 import numpy as np
+import pytest
 
 import digits_task
 import k3util
+
+pytestmark = pytest.mark.slow
 
 
 def test_rigl_itop_learns_digits_as_well_as_the_tf_keras_path():

@@ -20,6 +20,9 @@ import itop_tf
 import k3util
 from itop_tf import export
 
+# Each test converts with the LiteRT converter (1-2 s a model): slow tier.
+pytestmark = pytest.mark.slow
+
 on_tensorflow = pytest.mark.skipif(
     k3util.BACKEND != "tensorflow",
     reason="LiteRT export converts Keras 3 models on TensorFlow only")
@@ -144,6 +147,8 @@ itop_tf.export_tflite(model, sys.argv[2])
 """
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 @elsewhere
 def test_a_model_saved_here_exports_under_tensorflow(tmp_path):
   model = k3util.compile_model(k3util.sparse_mlp(sparsity=0.9))

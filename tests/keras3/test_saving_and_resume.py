@@ -73,7 +73,8 @@ def _run(tmp_path, interrupt=None, grow="random"):
   return _state(model), itop_tf.exploration_rate(model)
 
 
-@pytest.mark.parametrize("grow", ["random", "gradient"])
+@pytest.mark.parametrize(
+    "grow", [pytest.param("random", marks=pytest.mark.slow), "gradient"])
 def test_backup_and_restore_resumes_with_the_same_masks_and_rate(
     tmp_path, grow):
   """Killed mid-epoch 3, restarted: the end state equals a run never killed."""

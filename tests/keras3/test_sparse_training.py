@@ -443,6 +443,7 @@ def _state_after_update(rank_method, group_entries, jit_compile="auto"):
   return updater, out
 
 
+@pytest.mark.slow
 def test_group_by_group_and_sort_rank_update_as_one_threshold_call():
   one, want = _state_after_update("threshold", 10**9)
   each, got = _state_after_update("threshold", 1)
@@ -509,7 +510,8 @@ def _fit_state(*extra_callbacks, steps_per_execution=1):
   return state, history.history["itop_rate"], callback
 
 
-@pytest.mark.parametrize("steps_per_execution", [1, 3])
+@pytest.mark.parametrize("steps_per_execution",
+                         [1, pytest.param(3, marks=pytest.mark.slow)])
 def test_async_dispatch_trains_exactly_as_a_run_in_step(steps_per_execution):
   # On JAX and PyTorch Keras runs async-safe batch-end hooks in a thread of
   # its own; ITOPCallback then updates at the next batch's start or at epoch

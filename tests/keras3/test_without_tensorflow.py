@@ -16,6 +16,7 @@ import keras
 import pytest
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.subprocess,
     pytest.mark.skipif(keras.backend.backend() == "tensorflow",
                        reason="the TensorFlow backend needs TensorFlow"),
