@@ -199,10 +199,9 @@ class _NumpyOps:
   """`core`'s operations in NumPy, on the host, with nothing to compile.
 
   An update that is not compiled runs here (`jit_compile` resolved to
-  False, on a CPU, on every backend): it has nothing to compile (XLA and
-  `jax.jit` took 1-5 s for a first update), its updates measured faster
-  than XLA's on a CPU at every size and 2.6-5x faster than eager torch ops
-  (BENCHMARKS.md). The same `core` functions, the same selected entries;
+  False, on a CPU, on every backend): it has nothing to compile, and on a
+  CPU it is the fastest way we have measured (BENCHMARKS.md, "Mask
+  update"). The same `core` functions, the same selected entries;
   `positions` and `take` let `core.rank_select` rank a kernel's
   candidates alone, which only a namespace with shapes known at run time
   can do.

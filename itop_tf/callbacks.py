@@ -30,9 +30,9 @@ class ITOPCallback(keras.callbacks.Callback):
   It is async-safe: on Keras 3's JAX and PyTorch backends, where every other
   batch-end callback is async-safe too (the progress bar and `History` are),
   Keras runs batch-end hooks in a thread of its own, so the host keeps
-  queueing steps instead of waiting for each (on an H100 this callback
-  otherwise cost SET 1.3-1.55x a plain sparse step on ResNet-20 and
-  LeNet-300-100; now 1.01-1.04x). The update due after a step then runs at
+  queueing steps instead of waiting for each (on a GPU a callback that
+  waits costs a large share of a small model's step; BENCHMARKS.md, "GPU").
+  The update due after a step then runs at
   the start of the next batch, or at epoch end after the epoch's last step:
   the same training, step for step (tested), but that step's logs show R_s
   from before the update. A callback that is not async-safe makes Keras run

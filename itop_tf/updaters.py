@@ -87,8 +87,7 @@ def compiled_update(frontend, jit_compile, rank, signature):
        drifted) = core.update_kernels(masks, weights, unions, scores, slots,
                                       ks, ops, rank, drops)
       # The counts as one vector: one read to the host, not three per kernel
-      # (on an H100 each small read cost about 0.15 ms, ResNet-20's 63 reads
-      # a third of its update).
+      # (on a GPU each small read costs a round trip).
       counts = ops.stack(regrown + non_finite + drifted)
       return new_m, new_w, new_u, new_s, thresholds, counts
 
@@ -123,21 +122,12 @@ def resolve_jit_compile(jit_compile, backend="tensorflow"):
   compiled, `torch.compile` took minutes for small models, so its update
   runs in eager torch ops). False: in NumPy on the host (`array_ops.NUMPY`).
 
-  The rule of "auto", from measurements (BENCHMARKS.md):
-
-  - With a GPU or TPU (PyTorch: CUDA): True. Measured on an H100 for JAX
-    (`jax.jit` 12-30x faster than NumPy from 1M weights to ResNet-50) and
-    PyTorch (eager CUDA ops 2.7-9x); XLA on a TensorFlow GPU is assumed, not
-    yet measured.
-  - On a CPU: False. NumPy, which ranks each kernel's candidates alone,
-    measured faster than XLA at every size on tf_keras (one update: 1M
-    weights 22-34 against 38-54 ms; 5M 110-172 against 227-233 ms; ResNet-50
-    0.91 against 1.28 s) and has nothing to compile (XLA's first LeNet
-    update took 4.6 s, `jax.jit`'s 1.1-1.3 s, graph mode's trace
-    0.2-0.3 s), with a lower peak (ResNet-50: 0.5-0.7 float32 per sparse
-    weight against XLA's 1.01), and 2.6-5x faster than eager torch ops
-    (measured before the candidates-only rank: LeNet-300-100 9-13 against
-    47-53 ms; 1M weights 44 against 116 ms, 5M 178 against 563 ms).
+  The rule of "auto", from measurements (BENCHMARKS.md, "Mask update" and
+  "GPU"): True with a GPU or TPU (PyTorch: CUDA), where the compiled update
+  measured several times faster than NumPy (XLA on a TensorFlow GPU is
+  assumed, not yet measured); False on a CPU, where NumPy, which ranks each
+  kernel's candidates alone, measured faster than XLA and eager torch ops at
+  every size, has nothing to compile, and peaks lower.
 
   Args:
     jit_compile: True, False or "auto".
@@ -178,8 +168,8 @@ RANK_CHOICES = core.RANK_METHODS + ("auto",)
 def resolve_rank_method(rank_method):
   """The `core.rank_select` method an update uses, for a `rank_method`.
 
-  "auto" is "threshold" (the radix search; in NumPy one partition), 3-10x
-  faster than "sort" everywhere it was measured (BENCHMARKS.md).
+  "auto" is "threshold" (the radix search; in NumPy one partition), faster
+  than "sort" everywhere it was measured (BENCHMARKS.md).
 
   Args:
     rank_method: one of `RANK_CHOICES`.

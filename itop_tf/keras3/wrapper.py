@@ -129,12 +129,12 @@ def _masked_gradient(x, mask, grad_var, decay, capture=None):
   dense gradient (NaN as 0), or with a `decay` its moving average (an entry
   whose gradient is NaN or +-Inf keeps its average: `core.stored_gradient`),
   also becomes `grad_var`'s "gradient", which the optimizer stores in it.
-  One custom gradient does both (two nested ones cost more, BENCHMARKS.md).
+  One custom gradient does both (two nested ones cost more; BENCHMARKS.md).
   Where `capture` (a scalar bool tensor) is False, `grad_var`'s "gradient"
   is its own value, so the step keeps it. That is a `where`, not a
   conditional: no control flow in the step (a GPU conditional reads its
-  predicate on the host), and on a CPU it measured no slower than a step
-  traced without the capture at all (BENCHMARKS.md).
+  predicate on the host), and it costs no more than a second traced step
+  would (BENCHMARKS.md).
   """
   ops = keras.ops
 

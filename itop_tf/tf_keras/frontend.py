@@ -120,7 +120,7 @@ class TFKerasFrontend(frontends.Frontend):
     """`fn` as a `tf.function`, XLA-compiled if `jit_compile`.
 
     Without AutoGraph: `core` writes its loops as `ops.fori_loop`, and
-    converting it cost 0.9 s of the first update's 1.4 s on LeNet-300-100.
+    converting it was most of a first update's time.
     """
     return tf.function(fn, jit_compile=bool(jit_compile), autograph=False)
 

@@ -46,7 +46,7 @@ class ExplorationRate(keras.metrics.Metric):
 
   R_s only changes at mask updates, so the metric holds it in one float32
   variable instead of summing the unions every training step (on
-  LeNet-300-100 that sum was about a tenth of a step): `MaskUpdater` (so
+  a small network that sum is a visible part of a step): `MaskUpdater` (so
   `ITOPCallback`) sets every `ExplorationRate` in `model.metrics` after each
   update and at `initialize`, and `reset_state()`, which Keras calls when
   `fit` starts an epoch and when `evaluate` starts, reads the unions again.

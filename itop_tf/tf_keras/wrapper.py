@@ -200,8 +200,7 @@ def _masked_gradient(w, mask, grad_var, flag, decay):
   exponential moving average `v = decay * v + (1 - decay) * dy` (SNFS's
   momentum of the dense gradient), where an entry whose `dy` is NaN or +-Inf
   keeps its average (`core.stored_gradient`). One custom gradient does both:
-  on LeNet-300-100 two nested ones cost about as much as a forward `where`
-  (BENCHMARKS.md).
+  two nested ones cost about as much as a forward `where` (BENCHMARKS.md).
   """
 
   @tf.custom_gradient
