@@ -195,6 +195,58 @@ def check_update_options(rank_method, group_entries):
                      f"{group_entries!r}.")
 
 
+class GradientCapture:
+  """RigL's capture switch: the `capture` variable of each wrapper.
+
+  A wrapper whose growth rule grows by the gradient of the step before an
+  update (grow="gradient") has a bool `capture` variable that its compiled
+  train step reads: where it is False the step keeps the stored gradient.
+  Keras 3 wrappers capture every step until the switch follows the schedule
+  (a bare `fit` captures); tf_keras ones only when it is set. A fit whose
+  `ITOPCallback` did not see its end (an exception) may have left a Keras 3
+  capture off, so a new switch sets it again.
+
+  Attributes:
+    variables: the `capture` variables (empty without such a rule).
+    by_schedule: whether the capture follows the schedule (on only for
+      training calls that end on an update step) rather than being on.
+  """
+
+  def __init__(self, frontend, model, wrappers):
+    self._frontend, self._model = frontend, model
+    self.variables = [w.capture for w in wrappers
+                      if getattr(w, "capture", None) is not None]
+    self._value = None
+    self.by_schedule = not frontend.captures_by_default
+    if not self.by_schedule:
+      self._set(True)
+
+  def follow_schedule(self, due):
+    """Captures in the next training call only if it ends on an update."""
+    self.by_schedule = True
+    self._set(due)
+
+  def after_update(self):
+    """The update has read the gradient: off until the next one is due."""
+    if self.by_schedule:
+      self._set(False)
+
+  def release(self):
+    """Back to the front-end's default: Keras 3 captures every step."""
+    if self._frontend.captures_by_default:
+      self.by_schedule = False
+      self._set(True)
+
+  def _set(self, value):
+    if not self.variables or value == self._value:
+      return  # no per-step variable writes while nothing changes
+    self._value = value
+    self._frontend.sync(self._model)  # JAX: the next step re-reads them
+    with self._frontend.scope(self._model):
+      for v in self.variables:
+        v.assign(value)
+
+
 class MaskUpdater:
   """Runs ITOP's prune-and-regrow updates for every wrapper of a model.
 
@@ -261,16 +313,7 @@ class MaskUpdater:
     self.frontend.check_optimizer(self.optimizer, self.wrappers)
     self.handled_step = None
     self.last_stats = None
-    # RigL wrappers: the `capture` variable that `before_step` arms.
-    self._flagged = [w for w in self.wrappers
-                     if getattr(w, "capture", None) is not None]
-    self._armed = None
-    # tf_keras captures only when armed. Keras 3 captures every step until
-    # a `before_step` arms by step; a fit whose ITOPCallback did not see its
-    # end (an exception) may have left the capture off, so it is set here.
-    self._by_step = not self.frontend.captures_by_default
-    if not self._by_step:
-      self._set_capture(True)
+    self.capture = GradientCapture(self.frontend, model, self.wrappers)
     self._set_forward_mask(not is_elementwise(self.optimizer))
 
   def _set_forward_mask(self, value):
@@ -326,11 +369,10 @@ class MaskUpdater:
     until the first `before_step` (a bare `fit` or a loop that never calls
     it captures every step), and `release_capture` turns it on again.
     """
-    if not self._flagged:
+    if not self.capture.variables:
       return
-    self._by_step = True
     step = self.step if step is None else int(step)
-    self._set_capture(self.capture_due(step, steps))
+    self.capture.follow_schedule(self.capture_due(step, steps))
 
   def release_capture(self):
     """After a loop that called `before_step`: gives the capture back.
@@ -339,9 +381,7 @@ class MaskUpdater:
     end of `fit`, so a later bare `fit` or custom loop captures); tf_keras
     keeps it off until the next `before_step`.
     """
-    if self.frontend.captures_by_default:
-      self._by_step = False
-      self._set_capture(True)
+    self.capture.release()
 
   def capture_due(self, step, steps=1):
     """Whether steps `step + 1 .. step + steps` include an update step.
@@ -351,15 +391,6 @@ class MaskUpdater:
     """
     nxt = self.schedule.next_update_step(int(step))
     return nxt is not None and nxt <= int(step) + steps
-
-  def _set_capture(self, value):
-    if not self._flagged or value == self._armed:
-      return  # no per-step variable writes while nothing changes
-    self._armed = value
-    self.frontend.sync(self.model)  # JAX: the next step re-reads the variables
-    with self.frontend.scope(self.model):
-      for w in self._flagged:
-        w.capture.assign(value)
 
   def update_due(self, step):
     """The scheduled update step not yet run at optimizer step `step`.
@@ -447,8 +478,7 @@ class MaskUpdater:
           "moves a zero weight, or something wrote to the kernels: call "
           "MaskUpdater.initialize() after writing to them.", step,
           ", ".join(f"{k}: {v}" for k, v in unexpected.items()))
-    if self._by_step:
-      self._set_capture(False)
+    self.capture.after_update()
     stats["exploration_rate"] = self.exploration_rate()
     self.frontend.set_rate(self.model, stats["exploration_rate"])
     self.last_stats = stats
