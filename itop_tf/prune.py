@@ -125,6 +125,32 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
   ...                                       total_steps=10000))
   """
   frontend = frontends.frontend_of(model)
+  grow = _validate(model, frontend, sparsity, distribution, grow, schedule)
+  plan = _plan(model, frontend, sparsity, distribution, dense_layers,
+               layer_densities, erk_power_scale)
+
+  def make_layer(layer):
+    new = _fresh(layer)
+    if id(layer) not in plan:
+      return new, lambda n: n.set_weights(layer.get_weights())
+    counts, index = plan[id(layer)]
+    wrapped = frontend.wrapper(
+        new, schedule=schedule, counts=counts, grow=grow,
+        seed=(int(seed) * 7919 + index) % (2**31 - 1))
+
+    def copy(w):
+      w.layer.set_weights(layer.get_weights())
+      w.apply_masks()
+
+    return wrapped, copy
+
+  sparse = _clone(model, make_layer, frontend)
+  frontend.attach_metric(sparse)
+  return sparse
+
+
+def _validate(model, frontend, sparsity, distribution, grow, schedule):
+  """`sparsify`'s checks of its arguments; returns the growth rule."""
   _check_model(model, "itop_tf.sparsify", frontend)
   if (isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real) or
       not 0.0 <= float(sparsity) < 1.0):
@@ -148,6 +174,17 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
     raise ValueError(
         "The model is not built: layer densities need the kernel shapes. Give "
         "it an input shape (keras.Input) or call model.build(input_shape).")
+  return grow
+
+
+def _plan(model, frontend, sparsity, distribution, dense_layers,
+          layer_densities, erk_power_scale):
+  """Which layers `sparsify` wraps, with what counts.
+
+  Returns:
+    `{id(layer): (active counts of its kernels, its position among the
+    wrapped layers)}`.
+  """
   dense_layers = set(dense_layers or ())
   layer_densities = dict(layer_densities or {})
   leaves = list(leaf_layers(model, frontend.keras))
@@ -181,28 +218,11 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
            if l.name in layer_densities}
   _, counts = distributions.layer_counts(
       shapes, 1.0 - float(sparsity), distribution, erk_power_scale, fixed)
-  plan = {}
+  per_layer = {}
   for (layer, _, _), count in zip(kernels, counts):
-    plan.setdefault(id(layer), []).append(int(count))
-  index = {id(l): i for i, l in enumerate(targets)}
-
-  def make_layer(layer):
-    new = _fresh(layer)
-    if id(layer) not in plan:
-      return new, lambda n: n.set_weights(layer.get_weights())
-    wrapped = frontend.wrapper(
-        new, schedule=schedule, counts=plan[id(layer)], grow=grow,
-        seed=(int(seed) * 7919 + index[id(layer)]) % (2**31 - 1))
-
-    def copy(w):
-      w.layer.set_weights(layer.get_weights())
-      w.apply_masks()
-
-    return wrapped, copy
-
-  sparse = _clone(model, make_layer, frontend)
-  frontend.attach_metric(sparse)
-  return sparse
+    per_layer.setdefault(id(layer), []).append(int(count))
+  return {id(l): (per_layer[id(l)], i) for i, l in enumerate(targets)
+          if id(l) in per_layer}
 
 
 def strip(model, dtype=None):
