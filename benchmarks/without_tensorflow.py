@@ -1,15 +1,15 @@
 r"""Runs a Keras 3 benchmark on JAX or PyTorch where TensorFlow is absent.
 
-`import itop_tf` loads TensorFlow, tf_keras and TF-MOT for its tf_keras
-front-end. The GPU machine lent to this project has JAX and PyTorch but no
-TensorFlow, and TensorFlow with the CUDA 12 libraries it needs is far over
-the 64 MiB a call may carry there. This runner lets `import itop_tf` and the
-benchmark's imports succeed with stand-ins for those packages (and TFDS,
-which needs TensorFlow), then hides them again: Keras 3 then sees no
-TensorFlow, importing it raises, and any use of a stand-in raises, so a
-figure measured this way cannot have gone through TensorFlow. The one
-stand-in with behaviour is tf_keras' `Callback`, the base of `ITOPCallback`:
-it is Keras 3's (the same no-op hooks).
+`import itop_tf` needs no TensorFlow (tests/keras3/test_without_tensorflow.py),
+but the benchmarks' shared parts still import it: `benchmarks/harness.py`
+(tf_keras and TF-MOT for the tf_keras variants) and the launchers' modules
+(`models`, `datasets`: TensorFlow and TFDS). The GPU machine lent to this
+project has JAX and PyTorch but no TensorFlow. This runner lets the
+benchmark's imports succeed with stand-ins for those packages, then hides
+them again: Keras 3 then sees no TensorFlow, importing it raises, and any
+use of a stand-in raises, so a figure measured this way cannot have gone
+through TensorFlow. It goes once the launchers and the harness import
+TensorFlow only where they use it.
 
 MODULE is a benchmark of `benchmarks/` with `define_flags` and `run`; each
 row its `measure`/`measure_keras3` returns also prints at once ("ROW ..."),
@@ -44,8 +44,6 @@ STANDING_IN = ("tensorflow", "tf_keras", "tensorflow_model_optimization",
 
 def _stand_in(path):
   """A class standing in for `path`: attributes are stand-ins, calls raise."""
-  if path in REAL:
-    return REAL[path]()
   return _StandIn(path.rsplit(".", 1)[-1], (), {"_path": path})
 
 
@@ -57,7 +55,7 @@ class _StandIn(type):
     return _stand_in(f"{cls._path}.{name}")
 
   def __call__(cls, *args, **kwargs):
-    if "_path" not in cls.__dict__:  # an itop_tf class built on a stand-in
+    if "_path" not in cls.__dict__:  # a class built on a stand-in (TFDS builder)
       return super().__call__(*args, **kwargs)
     if cls._path in AT_IMPORT:
       return AT_IMPORT[cls._path](*args, **kwargs)
@@ -65,17 +63,8 @@ class _StandIn(type):
                        "(benchmarks/without_tensorflow.py)")
 
 
-def _decorator(*args, **kwargs):
-  if len(args) == 1 and callable(args[0]) and not kwargs:
-    return args[0]
-  return lambda fn: fn
-
-
-# Called while itop_tf's modules load: decorators that return their function.
-AT_IMPORT = {"tf_keras.utils.register_keras_serializable": _decorator,
-             "tensorflow_datasets.core.Version": str}
-# Stand-ins that are real classes: {path: function returning the class}.
-REAL = {}
+# Called while the benchmark's modules load.
+AT_IMPORT = {"tensorflow_datasets.core.Version": str}
 
 
 class _Module(types.ModuleType):
@@ -132,7 +121,6 @@ def import_without_tensorflow(*names):
   if already:
     raise ValueError(f"{already[0]} is already imported: run this module "
                      "first, in a fresh process.")
-  REAL["tf_keras.callbacks.Callback"] = lambda: keras.callbacks.Callback
   finder = _StandInFinder()
   sys.meta_path.insert(0, finder)
   try:
