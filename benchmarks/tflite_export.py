@@ -39,6 +39,7 @@ import numpy as np
 import tf_keras as keras
 
 from benchmarks import harness
+from benchmarks import report
 from itop_tf import export
 from itop_tf import frontends
 from launchers import datasets
@@ -263,31 +264,14 @@ def run(f):
   os.makedirs(f.work_dir, exist_ok=True)
   sizes = size_rows(fashion_mnist(f), f) if f.models else []
   latency = latency_rows(f) if f.latency_models else []
-  print(f"machine: {harness.machine()}; CPU flags: {cpu_flags()}; "
-        f"front-end: {f.frontend}")
-  if sizes:
-    print("\n| model | sparsity | type | bytes | gzip | dense float | x smaller "
-          "(gzip) | stored sparse | runs on XNNPACK | LiteRT acc | Keras acc |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in sizes:
-      print(f"| {r['model']} | {r['sparsity']} | {r['type']} | "
-            f"{r['bytes'] / 1024:.1f} KiB | {r['gzip_bytes'] / 1024:.1f} KiB | "
-            f"{r['dense_bytes'] / 1024:.1f} KiB | {r['size_ratio']:.1f} "
-            f"({r['gzip_ratio']:.1f}) | {'yes' if r['sparse_encoding'] else 'no'}"
-            f" | {'yes' if r['default_delegates'] else 'no'} | "
-            f"{r['accuracy']:.4f} | {r['keras_accuracy']:.4f} |")
-  if latency:
-    print("\n| model | threads | dense (ms) | sparse (ms) | sparse / dense | "
-          "DENSIFY ops | sparse tensors (zeros) |")
-    print("|---|---|---|---|---|---|---|")
-    for r in latency:
-      print(f"| {r['model']} | {r['threads']} | {r['dense_ms']:.3f} | "
-            f"{r['sparse_ms']:.3f} | {r['sparse_over_dense']:.3f} | "
-            f"{r['densify_ops']} | {r['sparse_tensors']} "
-            f"({r['zeros_in_sparse_tensors']:.2f}) |")
+  machine = f"{harness.machine()}; CPU flags: {cpu_flags()}"
+  data = {"meta": report.run_meta(machine), "sizes": sizes,
+          "latency": latency}
+  print(f"machine: {machine}; front-end: {f.frontend}\n")
+  print(report.tflite_tables(data))
   if f.out:
     with open(f.out, "w") as out:
-      json.dump({"sizes": sizes, "latency": latency}, out, indent=1)
+      json.dump(data, out, indent=1)
   return sizes, latency
 
 

@@ -200,8 +200,8 @@ class _NumpyOps:
 
   An update that is not compiled runs here (`jit_compile` resolved to
   False, on a CPU, on every backend): it has nothing to compile, and on a
-  CPU it is the fastest way we have measured (BENCHMARKS.md, "Mask
-  update"). The same `core` functions, the same selected entries;
+  CPU it is the fastest way we have measured (BENCHMARKS.md, "One mask
+  update against model size"). The same `core` functions, the same selected entries;
   `positions` and `take` let `core.rank_select` rank a kernel's
   candidates alone, which only a namespace with shapes known at run time
   can do.

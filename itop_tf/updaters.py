@@ -122,8 +122,8 @@ def resolve_jit_compile(jit_compile, backend="tensorflow"):
   compiled, `torch.compile` took minutes for small models, so its update
   runs in eager torch ops). False: in NumPy on the host (`array_ops.NUMPY`).
 
-  The rule of "auto", from measurements (BENCHMARKS.md, "Mask update" and
-  "GPU"): True with a GPU or TPU (PyTorch: CUDA), where the compiled update
+  The rule of "auto", from measurements (BENCHMARKS.md, "One mask update
+  against model size" and "GPU"): True with a GPU or TPU (PyTorch: CUDA), where the compiled update
   measured several times faster than NumPy (XLA on a TensorFlow GPU is
   assumed, not yet measured); False on a CPU, where NumPy, which ranks each
   kernel's candidates alone, measured faster than XLA and eager torch ops at
