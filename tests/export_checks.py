@@ -14,7 +14,7 @@ def check_mixed_precision_export(model, path):
   layers `export_tflite` raised "cannot convert".
 
   Args:
-    model: the sparsified `conftest`/`k3util` `small_cnn()` (8x8x3 inputs),
+    model: the sparsified `tf_keras_helpers`/`keras3_helpers` `small_cnn()` (8x8x3 inputs),
       built under `mixed_float16`.
     path: where the `.tflite` file goes.
   """

@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import itop_tf
-from conftest import compile_sgd, mlp, toy_data
+from tf_keras_helpers import compile_sgd, mlp, toy_data
 
 pytestmark = pytest.mark.multi_device
 

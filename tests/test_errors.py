@@ -6,7 +6,7 @@ import pytest
 import tf_keras as keras
 
 import itop_tf
-from conftest import mlp
+from tf_keras_helpers import mlp
 
 
 def _schedule():

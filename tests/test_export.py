@@ -10,7 +10,7 @@ import itop_tf
 from itop_tf import export
 
 import export_checks
-from conftest import compile_sgd, kernels, mlp, small_cnn
+from tf_keras_helpers import compile_sgd, kernels, mlp, small_cnn
 
 # Each test converts with the LiteRT converter (1-2 s a model): slow tier.
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ import pytest
 import tf_keras as keras
 
 import itop_tf
-from conftest import mlp
+from tf_keras_helpers import mlp
 
 
 def test_dense_mlp_flops_are_two_per_weight():

@@ -9,7 +9,7 @@ import itop_tf
 from itop_tf import array_ops
 from itop_tf import core
 from itop_tf import growth
-from conftest import compile_sgd, kernels, mlp, toy_data
+from tf_keras_helpers import compile_sgd, kernels, mlp, toy_data
 from growth_cases import ScaledGradient
 
 

@@ -15,7 +15,7 @@ import itop_tf
 from itop_tf import core
 from itop_tf import distributions
 from itop_tf import updaters
-from conftest import kernels, mlp, sparse_mlp, toy_data
+from tf_keras_helpers import kernels, mlp, sparse_mlp, toy_data
 import optimizer_cases
 
 

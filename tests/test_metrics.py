@@ -8,7 +8,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import itop_tf
-from conftest import compile_sgd, kernels, mlp, sparse_mlp, toy_data
+from tf_keras_helpers import compile_sgd, kernels, mlp, sparse_mlp, toy_data
 
 
 class RecordingProgbar(keras.callbacks.ProgbarLogger):

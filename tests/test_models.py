@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import itop_tf
-from conftest import compile_sgd, kernels, mlp, small_cnn
+from tf_keras_helpers import compile_sgd, kernels, mlp, small_cnn
 
 
 def _schedule(interval=3, total=100):

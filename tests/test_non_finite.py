@@ -7,7 +7,7 @@ import tf_keras as keras
 
 import itop_tf
 from itop_tf.tf_keras import wrapper
-from conftest import compile_sgd, kernels, sparse_mlp
+from tf_keras_helpers import compile_sgd, kernels, sparse_mlp
 
 BAD = [np.nan, np.inf, -np.inf]
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import itop_tf
-from conftest import compile_sgd, kernels, sparse_mlp, toy_data
+from tf_keras_helpers import compile_sgd, kernels, sparse_mlp, toy_data
 
 
 def _fit(model, steps, callbacks=(), initial_epoch=0, epochs=1):

@@ -61,7 +61,7 @@ def test_calling_it_as_a_tfmot_sparsity_schedule_raises():
 def test_tfmot_prune_low_magnitude_with_it_fails_with_the_fix():
   # TF-MOT would read the prune fraction (0.5 -> 0.005) as the sparsity.
   import tensorflow_model_optimization as tfmot  # pylint: disable=g-import-not-at-top
-  from conftest import compile_sgd, mlp, toy_data  # pylint: disable=g-import-not-at-top
+  from tf_keras_helpers import compile_sgd, mlp, toy_data  # pylint: disable=g-import-not-at-top
   model = tfmot.sparsity.keras.prune_low_magnitude(
       mlp(), pruning_schedule=itop_tf.RegrowthSchedule(2, 100))
   x, y = toy_data(32)

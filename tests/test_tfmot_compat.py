@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 import itop_tf
-from conftest import compile_sgd, kernels, sparse_mlp, toy_data
+from tf_keras_helpers import compile_sgd, kernels, sparse_mlp, toy_data
 
 
 def _fit(model, callbacks, epochs=2):

@@ -10,7 +10,7 @@ from itop_tf import array_ops
 from itop_tf import core
 from itop_tf import updaters
 from itop_tf.tf_keras import frontend
-from conftest import compile_sgd, kernels, sparse_mlp, toy_data
+from tf_keras_helpers import compile_sgd, kernels, sparse_mlp, toy_data
 
 
 def rank_select(scores, candidates, k):
@@ -271,7 +271,7 @@ def test_set_changes_masks_only_at_update_steps():
 
 def test_zero_prune_fraction_is_static_sparse_training(monkeypatch):
   schedule = itop_tf.RegrowthSchedule(2, 100, initial_prune_fraction=0.0)
-  from conftest import mlp
+  from tf_keras_helpers import mlp
   model = itop_tf.sparsify(mlp(), 0.8, schedule=schedule)
   before = [sw.mask.numpy().copy() for _, sw in kernels(model)]
 

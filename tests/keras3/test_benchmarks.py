@@ -9,7 +9,7 @@ import pytest
 
 from fashion_files import write_fashion_mnist
 import itop_tf
-import k3util
+import keras3_helpers as helpers
 from benchmarks import keras3_memory
 from benchmarks import keras3_steps
 from benchmarks import mask_update
@@ -33,11 +33,11 @@ def test_mask_update_times_the_update_in_the_backend_and_in_numpy(capsys):
   assert row["update_threshold_backend_s"] > 0
   assert row["update_threshold_numpy_s"] > 0
   assert row["default_mode"] == ("backend" if itop_tf.updaters.
-                                 resolve_jit_compile("auto", k3util.BACKEND)
+                                 resolve_jit_compile("auto", helpers.BACKEND)
                                  else "numpy")
   out = capsys.readouterr().out
-  assert f"front-end: keras3 ({k3util.BACKEND})" in out
-  label = mask_update.BACKEND_MODE[k3util.BACKEND]
+  assert f"front-end: keras3 ({helpers.BACKEND})" in out
+  label = mask_update.BACKEND_MODE[helpers.BACKEND]
   assert f"update, threshold, {label} (ms)" in out
 
 
@@ -55,7 +55,7 @@ def test_keras3_steps_times_each_variant_and_the_default_update(capsys):
   assert all(t > 0 for t in row["step_s"].values())
   assert row["update_s"] > 0
   assert row["update_jit_compile"] == itop_tf.updaters.resolve_jit_compile(
-      "auto", k3util.BACKEND)
+      "auto", helpers.BACKEND)
   assert "| dense | set_nocb | set | rigl_nocb | rigl |" in (
       capsys.readouterr().out)
 
@@ -67,7 +67,7 @@ def test_keras3_memory_prints_one_row_per_update_and_mode():
   assert all(r["sparse_weights"] == 266200 for r in rows)
 
 
-@pytest.mark.skipif(k3util.BACKEND != "tensorflow",
+@pytest.mark.skipif(helpers.BACKEND != "tensorflow",
                     reason="LiteRT converts Keras 3 models on TensorFlow.")
 def test_tflite_export_trains_and_exports_keras3_models(tmp_path, capsys):
   from launchers import datasets  # pylint: disable=g-import-not-at-top
@@ -92,7 +92,7 @@ def test_tflite_export_trains_and_exports_keras3_models(tmp_path, capsys):
   assert "front-end: keras3" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(k3util.BACKEND == "tensorflow",
+@pytest.mark.skipif(helpers.BACKEND == "tensorflow",
                     reason="Keras 3 on TensorFlow can export.")
 def test_tflite_export_refuses_keras3_off_tensorflow():
   with pytest.raises(flags.IllegalFlagValueError,
@@ -104,12 +104,12 @@ def test_without_tensorflow_refuses_a_process_that_has_it():
   # Here TensorFlow is loaded (itop_tf imports it), and on the TensorFlow
   # backend Keras needs it: both would measure with TensorFlow present.
   with pytest.raises(ValueError, match="KERAS_BACKEND=jax or torch"
-                     if k3util.BACKEND == "tensorflow" else
+                     if helpers.BACKEND == "tensorflow" else
                      "already imported"):
     without_tensorflow.import_without_tensorflow("itop_tf")
 
 
-@pytest.mark.skipif(k3util.BACKEND == "tensorflow",
+@pytest.mark.skipif(helpers.BACKEND == "tensorflow",
                     reason="Keras 3 on TensorFlow needs TensorFlow.")
 def test_keras3_path_trains_and_updates_where_tensorflow_is_absent():
   # The GPU machine has JAX and PyTorch but no TensorFlow: sparsify, fit with
@@ -118,14 +118,14 @@ def test_keras3_path_trains_and_updates_where_tensorflow_is_absent():
   out = subprocess.run(
       [sys.executable, "benchmarks/without_tensorflow.py", "keras3_steps",
        "--steps=2", "--rounds=1", "--updates=1", "--batch_size=16"],
-      cwd=ROOT, env=dict(os.environ, KERAS_BACKEND=k3util.BACKEND),
+      cwd=ROOT, env=dict(os.environ, KERAS_BACKEND=helpers.BACKEND),
       capture_output=True, text=True, timeout=600, check=False)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "no TensorFlow" in out.stdout
   assert "TensorFlow modules loaded: none" in out.stdout
 
 
-@pytest.mark.skipif(k3util.BACKEND != "jax",
+@pytest.mark.skipif(helpers.BACKEND != "jax",
                     reason="The children's path does not depend on the "
                     "backend; JAX is the one the GPU runs take.")
 def test_end_to_end_children_run_where_tensorflow_is_absent(tmp_path):
@@ -138,18 +138,18 @@ def test_end_to_end_children_run_where_tensorflow_is_absent(tmp_path):
   (fake / "__init__.py").write_text(
       "raise ModuleNotFoundError('no TensorFlow on this machine')\n")
   data = write_fashion_mnist(str(tmp_path / "idx"), n_train=1280, n_test=64)
-  env = dict(os.environ, KERAS_BACKEND=k3util.BACKEND,
+  env = dict(os.environ, KERAS_BACKEND=helpers.BACKEND,
              PYTHONPATH=os.pathsep.join(
                  [str(tmp_path / "no_tf"), os.environ.get("PYTHONPATH", "")]))
   out = subprocess.run(
       [sys.executable, "benchmarks/without_tensorflow.py", "end_to_end",
        "--task=paper", f"--data_dir={data}", "--epochs=11",  # one update
-       f"--frontends=keras3:{k3util.BACKEND}", "--methods=rigl_itop",
+       f"--frontends=keras3:{helpers.BACKEND}", "--methods=rigl_itop",
        "--steps_per_execution=1", "--repeats=1"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
       check=False)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "no TensorFlow" in out.stdout
-  row = f"| keras3:{k3util.BACKEND} | lenet_300_100 | 1 | rigl_itop |"
+  row = f"| keras3:{helpers.BACKEND} | lenet_300_100 | 1 | rigl_itop |"
   assert row in out.stdout
   assert "| 0.980 |" in out.stdout  # the child trained the sparse model

@@ -8,14 +8,14 @@ import pytest
 import itop_tf
 from itop_tf import core
 from itop_tf import distributions
-import k3util
+import keras3_helpers as helpers
 from growth_cases import ScaledGradient
-from k3util import value
+from keras3_helpers import value
 
 
 def test_model_trained_with_a_registered_rule_loads_back_with_it(tmp_path):
-  model = k3util.compile_model(k3util.sparse_mlp(grow=ScaledGradient(3.0)))
-  x, y = k3util.toy_data()
+  model = helpers.compile_model(helpers.sparse_mlp(grow=ScaledGradient(3.0)))
+  x, y = helpers.toy_data()
   model.fit(x, y, batch_size=32, epochs=1, verbose=0,
             callbacks=[itop_tf.ITOPCallback()])
   path = str(tmp_path / "m.keras")
@@ -28,17 +28,17 @@ def test_model_trained_with_a_registered_rule_loads_back_with_it(tmp_path):
 
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_update_drops_by_the_rule_s_drop_scores(jit_compile):
-  model = k3util.compile_model(
-      k3util.sparse_mlp(grow="test_drop_largest", interval=1000,
+  model = helpers.compile_model(
+      helpers.sparse_mlp(grow="test_drop_largest", interval=1000,
                         total=2000))
-  x, y = k3util.toy_data()
+  x, y = helpers.toy_data()
   model.fit(x, y, batch_size=32, epochs=1, verbose=0)
   updater = itop_tf.MaskUpdater(model, jit_compile=jit_compile)
   updater.initialize()
   old = [(value(sw.mask), np.abs(value(sw.weight)))
-         for sw in k3util.kernels(model)]
+         for sw in helpers.kernels(model)]
   stats = updater.update(1000)
-  for sw, (mask, magnitude) in zip(k3util.kernels(model), old):
+  for sw, (mask, magnitude) in zip(helpers.kernels(model), old):
     new = value(sw.mask)
     dropped, stayed = mask & ~new, mask & new
     assert dropped.sum() == stats["regrown"][sw.name] > 0
@@ -47,7 +47,7 @@ def test_update_drops_by_the_rule_s_drop_scores(jit_compile):
 
 def test_initial_masks_come_from_the_one_shared_generator():
   """The same seed gives the same masks on every front-end and backend."""
-  model = k3util.sparse_mlp(seed=5)
+  model = helpers.sparse_mlp(seed=5)
   for w in itop_tf.find_wrappers(model):
     for sw in w.sparse_weights:
       want = distributions.exact_count_mask(

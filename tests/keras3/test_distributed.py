@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 
 import itop_tf
-import k3util
-from k3util import value
+import keras3_helpers as helpers
+from keras3_helpers import value
 
 pytestmark = pytest.mark.skipif(
-    k3util.BACKEND not in ("tensorflow", "jax"),
+    helpers.BACKEND not in ("tensorflow", "jax"),
     reason="data parallel tests cover the TensorFlow and JAX backends")
 
 
 def _replica_values(variable):
   """The value of `variable` on each device, as numpy arrays."""
-  if k3util.BACKEND == "tensorflow":
+  if helpers.BACKEND == "tensorflow":
     return [v.numpy() for v in variable.value.values]
   return [np.asarray(s.data) for s in variable.value.addressable_shards]
 
@@ -30,7 +30,7 @@ _STRATEGY = []
 
 def _data_parallel():
   """A context in which models are built data-parallel over 2 devices."""
-  if k3util.BACKEND == "tensorflow":
+  if helpers.BACKEND == "tensorflow":
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     # One strategy per process: a second MirroredStrategy made after
     # keras.backend.clear_session() failed here with a collective shape
@@ -56,7 +56,7 @@ def _data_parallel():
 
 def _jit_ok(jit):
   """Mirrored + XLA needs GPUs: on CPU devices TF fails for any model."""
-  if jit and k3util.BACKEND == "tensorflow":
+  if jit and helpers.BACKEND == "tensorflow":
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     if len(tf.config.list_physical_devices("GPU")) < 2:
       pytest.skip(
@@ -69,21 +69,21 @@ def _jit_ok(jit):
 @pytest.mark.parametrize("grow", ["random", "gradient"])
 def test_two_replicas_keep_identical_masks(grow, jit):
   update_jit = "auto"
-  if k3util.BACKEND == "jax":
+  if helpers.BACKEND == "jax":
     # The step is always jax.jit (DataParallel's normal mode); `jit` picks
     # the update's: jax.jit, or NumPy on the host ("auto" on a CPU).
     update_jit, jit = jit, True
   _jit_ok(jit)
-  x, y = k3util.toy_data()
+  x, y = helpers.toy_data()
   with _data_parallel():
-    model = k3util.compile_model(k3util.sparse_mlp(grow=grow, interval=2),
+    model = helpers.compile_model(helpers.sparse_mlp(grow=grow, interval=2),
                                  jit=jit)
-    probe = k3util.InvariantProbe()
+    probe = helpers.InvariantProbe()
     hist = model.fit(x, y, batch_size=32, epochs=2, verbose=0,
                      callbacks=[itop_tf.ITOPCallback(jit_compile=update_jit),
                                 probe])
-    k3util.sync(model)
-    sws = k3util.kernels(model)
+    helpers.sync(model)
+    sws = helpers.kernels(model)
     for sw in sws:
       for var in (sw.mask, sw.ever_active, sw.weight):
         values = _replica_values(var)
@@ -103,14 +103,14 @@ def test_captured_gradient_is_the_global_batch_gradient():
   with _data_parallel():
     model = keras.Sequential([keras.Input((6,)),
                               keras.layers.Dense(3, use_bias=False)])
-    sparse = itop_tf.sparsify(model, 0.5, schedule=k3util.schedule(),
+    sparse = itop_tf.sparsify(model, 0.5, schedule=helpers.schedule(),
                               grow="gradient", distribution="uniform")
     sparse.compile(keras.optimizers.SGD(0.0), "mse",
-                   jit_compile=k3util.BACKEND == "jax")
-    sw = k3util.kernels(sparse)[0]
+                   jit_compile=helpers.BACKEND == "jax")
+    sw = helpers.kernels(sparse)[0]
     w = value(sw.weight)
     sparse.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
-    k3util.sync(sparse)
+    helpers.sync(sparse)
     want = 2.0 / (16 * 3) * x.T @ (x @ w - y)
     for got in _replica_values(sw.dense_grad):
       np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 
 import digits_task
-import k3util
+import keras3_helpers as helpers
 
 pytestmark = pytest.mark.slow
 
 
 def test_rigl_itop_learns_digits_as_well_as_the_tf_keras_path():
-  result = digits_task.run(keras, jit_compile=k3util.JIT)
+  result = digits_task.run(keras, jit_compile=helpers.JIT)
   plain = digits_task.check(result, min_accuracy=0.87)
   model = result[2]
-  k3util.sync(model)
-  for sw in k3util.kernels(model):
+  helpers.sync(model)
+  for sw in helpers.kernels(model):
     layer = next(l for l in plain.layers if l.name == sw.wrapper.layer.name)
-    assert np.count_nonzero(k3util.value(layer.kernel)) <= sw.count
+    assert np.count_nonzero(helpers.value(layer.kernel)) <= sw.count

@@ -17,17 +17,17 @@ import pytest
 import digits_task
 import export_checks
 import itop_tf
-import k3util
+import keras3_helpers as helpers
 from itop_tf import export
 
 # Each test converts with the LiteRT converter (1-2 s a model): slow tier.
 pytestmark = pytest.mark.slow
 
 on_tensorflow = pytest.mark.skipif(
-    k3util.BACKEND != "tensorflow",
+    helpers.BACKEND != "tensorflow",
     reason="LiteRT export converts Keras 3 models on TensorFlow only")
 elsewhere = pytest.mark.skipif(
-    k3util.BACKEND == "tensorflow",
+    helpers.BACKEND == "tensorflow",
     reason="the way round is for the JAX and PyTorch backends")
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
@@ -42,7 +42,7 @@ def digits_model():
   model = itop_tf.sparsify(
       digits_task.conv_net(keras), 0.9, grow="gradient",
       schedule=itop_tf.RegrowthSchedule(20, 500))
-  k3util.compile_model(model).fit(x_train, y_train, batch_size=64,
+  helpers.compile_model(model).fit(x_train, y_train, batch_size=64,
                                   epochs=4, verbose=0,
                                   callbacks=[itop_tf.ITOPCallback()])
   return model, x_train, test
@@ -57,7 +57,7 @@ def _litert_shape(shape):
 
 def _kernel_zero_fractions(plain):
   return {_litert_shape(tuple(l.kernel.shape)):
-          float(np.mean(k3util.value(l.kernel) == 0))
+          float(np.mean(helpers.value(l.kernel) == 0))
           for l in plain.layers if hasattr(l, "kernel")}
 
 
@@ -122,7 +122,7 @@ def test_int8_export_agrees_with_keras_and_keeps_every_zero(digits_model,
 @on_tensorflow
 def test_mixed_precision_model_exports_computing_in_float32(tmp_path):
   keras.config.set_dtype_policy("mixed_float16")  # conftest resets it
-  model = itop_tf.sparsify(k3util.small_cnn(), 0.9,
+  model = itop_tf.sparsify(helpers.small_cnn(), 0.9,
                            schedule=itop_tf.RegrowthSchedule(10, 100))
   keras.config.set_dtype_policy("float32")
   export_checks.check_mixed_precision_export(model, tmp_path / "m.tflite")
@@ -130,10 +130,10 @@ def test_mixed_precision_model_exports_computing_in_float32(tmp_path):
 
 @elsewhere
 def test_export_on_another_backend_names_the_way_round(tmp_path):
-  model = k3util.sparse_mlp()
+  model = helpers.sparse_mlp()
   with pytest.raises(ValueError, match="KERAS_BACKEND=tensorflow"):
     itop_tf.export_tflite(model, str(tmp_path / "m.tflite"))
-  with pytest.raises(ValueError, match=k3util.BACKEND):
+  with pytest.raises(ValueError, match=helpers.BACKEND):
     export.convert(itop_tf.strip(model))
   assert not (tmp_path / "m.tflite").exists()
 
@@ -151,12 +151,12 @@ itop_tf.export_tflite(model, sys.argv[2])
 @pytest.mark.subprocess
 @elsewhere
 def test_a_model_saved_here_exports_under_tensorflow(tmp_path):
-  model = k3util.compile_model(k3util.sparse_mlp(sparsity=0.9))
-  x, y = k3util.toy_data()
+  model = helpers.compile_model(helpers.sparse_mlp(sparsity=0.9))
+  x, y = helpers.toy_data()
   model.fit(x, y, batch_size=32, epochs=2, verbose=0,
             callbacks=[itop_tf.ITOPCallback()])
   assert itop_tf.exploration_rate(model) > 0.1 + 1e-3  # masks have moved
-  x_test = k3util.toy_data(n=64, seed=1)[0]
+  x_test = helpers.toy_data(n=64, seed=1)[0]
   model.save(str(tmp_path / "m.keras"))
   env = dict(os.environ, KERAS_BACKEND="tensorflow",
              PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH",

@@ -12,9 +12,9 @@ import pytest
 import itop_tf
 from itop_tf.keras3 import frontend as keras3_frontend
 from itop_tf import updaters
-import k3util
+import keras3_helpers as helpers
 import optimizer_cases
-from k3util import value
+from keras3_helpers import value
 
 OPTIMIZERS = optimizer_cases.optimizers(keras)
 
@@ -25,50 +25,50 @@ def test_inactive_weights_stay_exactly_zero_between_updates(name):
   # probe checks after every step that no inactive entry left 0. (EMA with
   # grow="gradient" fails inside Keras on TF and JAX: see the next test.)
   grow = "random" if name == "adam_ema_overwrite" else "gradient"
-  model = k3util.compile_model(
-      k3util.sparse_mlp(sparsity=0.7, grow=grow, interval=3),
+  model = helpers.compile_model(
+      helpers.sparse_mlp(sparsity=0.7, grow=grow, interval=3),
       OPTIMIZERS[name]())
-  x, y = k3util.toy_data()
-  probe = k3util.InvariantProbe()
+  x, y = helpers.toy_data()
+  probe = helpers.InvariantProbe()
   callback = itop_tf.ITOPCallback()
   model.fit(x, y, batch_size=32, epochs=2, verbose=0,
             callbacks=[callback, probe])
   assert probe.steps == 16
   assert callback.updater.last_stats["drifted"] == {}
   assert sum(callback.updater.last_stats["regrown"].values()) > 0
-  assert not any(sw.wrapper.forward_mask for sw in k3util.kernels(model))
+  assert not any(sw.wrapper.forward_mask for sw in helpers.kernels(model))
 
 
 def test_ema_with_gradient_growth_is_a_clear_error_where_keras_fails():
-  model = k3util.compile_model(
-      k3util.sparse_mlp(grow="gradient", interval=3),
+  model = helpers.compile_model(
+      helpers.sparse_mlp(grow="gradient", interval=3),
       keras.optimizers.Adam(1e-2, use_ema=True, ema_overwrite_frequency=2))
-  x, y = k3util.toy_data()
+  x, y = helpers.toy_data()
 
   def fit():
     model.fit(x, y, batch_size=32, epochs=1, verbose=0,
               callbacks=[itop_tf.ITOPCallback()])
 
-  if k3util.BACKEND == "torch":
+  if helpers.BACKEND == "torch":
     fit()  # Keras runs it on PyTorch
-    k3util.sync(model)
+    helpers.sync(model)
     assert all(np.all(value(sw.weight)[~value(sw.mask)] == 0)
-               for sw in k3util.kernels(model))
+               for sw in helpers.kernels(model))
   else:
     with pytest.raises(ValueError, match="use_ema=False, grow='random'"):
       fit()
 
 
 def _write_inactive(model, number):
-  for sw in k3util.kernels(model):
+  for sw in helpers.kernels(model):
     w = value(sw.weight).copy()
     w[~value(sw.mask)] = number
     sw.weight.assign(w)
 
 
 def test_training_reads_the_kernel_as_it_is_and_inference_masks_it():
-  model = k3util.sparse_mlp(sparsity=0.8)
-  x, _ = k3util.toy_data(n=32)
+  model = helpers.sparse_mlp(sparsity=0.8)
+  x, _ = helpers.toy_data(n=32)
   want = value(model(x))
   _write_inactive(model, 5.0)  # behind the wrapper's back
   np.testing.assert_array_equal(value(model(x)), want)
@@ -78,17 +78,17 @@ def test_training_reads_the_kernel_as_it_is_and_inference_masks_it():
 
 
 def test_fit_zeroes_weights_written_into_inactive_entries_before_it():
-  model = k3util.compile_model(k3util.sparse_mlp(sparsity=0.8),
+  model = helpers.compile_model(helpers.sparse_mlp(sparsity=0.8),
                                keras.optimizers.SGD(0.0))
-  x, y = k3util.toy_data(n=32)
+  x, y = helpers.toy_data(n=32)
   want = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
   _write_inactive(model, 5.0)
   hist = model.fit(x, y, batch_size=32, epochs=1, verbose=0,
                    callbacks=[itop_tf.ITOPCallback()])
   assert hist.history["loss"][0] == pytest.approx(want, rel=1e-5)
-  k3util.sync(model)
+  helpers.sync(model)
   assert all(np.all(value(sw.weight)[~value(sw.mask)] == 0)
-             for sw in k3util.kernels(model))
+             for sw in helpers.kernels(model))
 
 
 class _MySGD(keras.optimizers.SGD):
@@ -104,17 +104,17 @@ def test_is_elementwise_knows_the_keras_optimizers():
 
 
 def test_muon_gets_the_masked_forward_pass_and_its_drift_is_zeroed():
-  model = k3util.compile_model(k3util.sparse_mlp(sparsity=0.8, interval=3),
+  model = helpers.compile_model(helpers.sparse_mlp(sparsity=0.8, interval=3),
                                keras.optimizers.Muon(0.02))
-  x, y = k3util.toy_data()
+  x, y = helpers.toy_data()
   callback = itop_tf.ITOPCallback()
   model.fit(x, y, batch_size=32, epochs=1, steps_per_epoch=7, verbose=0,
             callbacks=[callback])
-  sws = k3util.kernels(model)
+  sws = helpers.kernels(model)
   assert all(sw.wrapper.forward_mask for sw in sws)
   # Muon moves zero weights: the update at step 6 found and zeroed them.
   assert callback.updater.last_stats["drifted"]
-  k3util.sync(model)
+  helpers.sync(model)
   assert any(np.any(value(sw.weight)[~value(sw.mask)] != 0) for sw in sws)
   np.testing.assert_allclose(value(model(x, training=True)),
                              value(model(x, training=False)), rtol=1e-5,
@@ -134,14 +134,14 @@ def test_forward_mask_takes_in_a_train_step_traced_before_it():
   # (here `traced`), JAX would find its trace of model.train_step again.
   # Inactive entries set to 100 after the updater zeroed them must not reach
   # the loss (learning rate 0: nothing else moves).
-  model = k3util.compile_model(
-      k3util.sparse_mlp(sparsity=0.8, interval=1000, total=4000),
+  model = helpers.compile_model(
+      helpers.sparse_mlp(sparsity=0.8, interval=1000, total=4000),
       _MySGD(0.0, name="my_sgd"))
-  x, y = k3util.toy_data()
+  x, y = helpers.toy_data()
   x, y = x[:32], y[:32]
   model.fit(x, y, batch_size=32, epochs=1, verbose=0)
   traced = model.train_function
-  sws = k3util.kernels(model)
+  sws = helpers.kernels(model)
   assert not any(sw.wrapper.forward_mask for sw in sws)
 
   class Poison(keras.callbacks.Callback):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import itop_tf
-import k3util
-from k3util import value
+import keras3_helpers as helpers
+from keras3_helpers import value
 
 
 class _Record(keras.callbacks.Callback):
@@ -24,9 +24,9 @@ class _Record(keras.callbacks.Callback):
 
 
 def test_itop_rate_in_the_batch_logs_is_the_rate_after_each_step():
-  model = k3util.compile_model(k3util.sparse_mlp(grow="random", interval=3))
+  model = helpers.compile_model(helpers.sparse_mlp(grow="random", interval=3))
   assert "itop_rate" in [m.name for m in model.metrics]
-  x, y = k3util.toy_data()
+  x, y = helpers.toy_data()
   rec = _Record()
   model.fit(x, y, batch_size=32, epochs=2, verbose=0,
             callbacks=[itop_tf.ITOPCallback(), rec])
@@ -37,8 +37,8 @@ def test_itop_rate_in_the_batch_logs_is_the_rate_after_each_step():
 
 
 def test_progress_bar_history_and_evaluate_show_itop_rate(capsys):
-  model = k3util.compile_model(k3util.sparse_mlp(grow="gradient"))
-  x, y = k3util.toy_data()
+  model = helpers.compile_model(helpers.sparse_mlp(grow="gradient"))
+  x, y = helpers.toy_data()
   hist = model.fit(x, y, batch_size=32, epochs=2, verbose=2,
                    callbacks=[itop_tf.ITOPCallback()])
   out = capsys.readouterr().out
@@ -51,8 +51,8 @@ def test_progress_bar_history_and_evaluate_show_itop_rate(capsys):
 
 def test_tensorboard_gets_epoch_itop_rate_and_per_layer_scalars(tmp_path):
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
-  model = k3util.compile_model(k3util.sparse_mlp(grow="random", interval=3))
-  x, y = k3util.toy_data()
+  model = helpers.compile_model(helpers.sparse_mlp(grow="random", interval=3))
+  x, y = helpers.toy_data()
   model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[
       itop_tf.ITOPCallback(log_dir=str(tmp_path / "itop")),
       keras.callbacks.TensorBoard(str(tmp_path / "tb"))])
@@ -73,10 +73,10 @@ def test_tensorboard_gets_epoch_itop_rate_and_per_layer_scalars(tmp_path):
 
 
 def test_sparsity_report_rows_match_the_masks():
-  model = k3util.sparse_mlp(0.5)
+  model = helpers.sparse_mlp(0.5)
   rows = itop_tf.sparsity_report(model)
   assert [r["layer"] for r in rows] == ["fc1", "fc2"]
-  for r, sw in zip(rows, k3util.kernels(model)):
+  for r, sw in zip(rows, helpers.kernels(model)):
     assert r["active"] == int(value(sw.mask).sum()) == sw.count
     assert r["shape"] == sw.shape
 
@@ -95,7 +95,7 @@ def test_subclassed_model_says_how_to_wrap_by_hand():
   net = Net()
   net(np.zeros((1, 3), "float32"))
   with pytest.raises(ValueError, match="itop_tf.keras3.PruneAndRegrow"):
-    itop_tf.sparsify(net, 0.9, schedule=k3util.schedule())
+    itop_tf.sparsify(net, 0.9, schedule=helpers.schedule())
 
 
 def test_layer_that_cannot_be_wrapped_is_left_dense_or_named():
@@ -103,32 +103,32 @@ def test_layer_that_cannot_be_wrapped_is_left_dense_or_named():
   x = keras.layers.LSTM(16, name="lstm")(inp)
   out = keras.layers.Dense(4, name="head")(x)
   model = keras.Model(inp, out)
-  sparse = itop_tf.sparsify(model, 0.5, schedule=k3util.schedule())
+  sparse = itop_tf.sparsify(model, 0.5, schedule=helpers.schedule())
   assert [r["layer"] for r in itop_tf.sparsity_report(sparse)] == ["head"]
   with pytest.raises(ValueError, match="'lstm'.*LSTM is not a layer type"):
-    itop_tf.sparsify(model, 0.5, schedule=k3util.schedule(),
+    itop_tf.sparsify(model, 0.5, schedule=helpers.schedule(),
                      layer_densities={"lstm": 0.5})
   with pytest.raises(ValueError, match="LSTM is not a layer type"):
-    itop_tf.keras3.PruneAndRegrow(keras.layers.LSTM(3), k3util.schedule())
+    itop_tf.keras3.PruneAndRegrow(keras.layers.LSTM(3), helpers.schedule())
 
 
 @pytest.mark.parametrize("sparsity", [1.0, -0.1, "0.9", True])
 def test_bad_sparsity_says_the_range(sparsity):
   with pytest.raises(ValueError, match=r"sparsity must be a number in \[0, 1\)"):
-    itop_tf.sparsify(k3util.mlp(), sparsity, schedule=k3util.schedule())
+    itop_tf.sparsify(helpers.mlp(), sparsity, schedule=helpers.schedule())
 
 
 def test_model_already_sparsified_and_missing_schedule_are_refused():
-  sparse = k3util.sparse_mlp()
+  sparse = helpers.sparse_mlp()
   with pytest.raises(ValueError, match="already sparsified"):
-    itop_tf.sparsify(sparse, 0.9, schedule=k3util.schedule())
+    itop_tf.sparsify(sparse, 0.9, schedule=helpers.schedule())
   with pytest.raises(ValueError, match="RegrowthSchedule"):
-    itop_tf.sparsify(k3util.mlp(), 0.9)
+    itop_tf.sparsify(helpers.mlp(), 0.9)
 
 
 def test_callback_on_a_model_without_itop_layers_says_what_to_do():
-  model = k3util.compile_model(k3util.mlp())
-  x, y = k3util.toy_data(n=32)
+  model = helpers.compile_model(helpers.mlp())
+  x, y = helpers.toy_data(n=32)
   with pytest.raises(ValueError, match="no itop_tf layers"):
     model.fit(x, y, epochs=1, verbose=0, callbacks=[itop_tf.ITOPCallback()])
 
@@ -140,11 +140,11 @@ def test_callback_warns_when_steps_per_execution_delays_updates(spe, late,
   # (the update of step 4 waits 2 steps); calls of 4 end on both.
   if keras.backend.backend() == "torch":
     pytest.skip("Keras runs PyTorch with steps_per_execution=1 only.")
-  model = k3util.sparse_mlp(interval=4)
+  model = helpers.sparse_mlp(interval=4)
   model.compile(keras.optimizers.SGD(0.05),
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 steps_per_execution=spe)
-  x, y = k3util.toy_data()
+  x, y = helpers.toy_data()
   with caplog.at_level("WARNING"):
     model.fit(x, y, batch_size=32, epochs=1, verbose=0,
               callbacks=[itop_tf.ITOPCallback()])
@@ -157,6 +157,6 @@ def test_callback_warns_when_steps_per_execution_delays_updates(spe, late,
 
 def test_counts_must_give_one_count_per_kernel():
   layer = itop_tf.keras3.PruneAndRegrow(keras.layers.Dense(4),
-                                        k3util.schedule(), counts=[3, 3])
+                                        helpers.schedule(), counts=[3, 3])
   with pytest.raises(ValueError, match="counts has 2 entries but layer"):
     layer.build((None, 8))

@@ -7,20 +7,20 @@ import numpy as np
 import pytest
 
 import itop_tf
-import k3util
-from k3util import value
+import keras3_helpers as helpers
+from keras3_helpers import value
 
 
 def _state(model):
-  k3util.sync(model)
+  helpers.sync(model)
   return [(value(sw.mask).copy(), value(sw.ever_active).copy(),
-           value(sw.weight).copy()) for sw in k3util.kernels(model)]
+           value(sw.weight).copy()) for sw in helpers.kernels(model)]
 
 
 def test_keras_file_brings_back_masks_union_schedule_and_growth(tmp_path):
-  model = k3util.compile_model(k3util.sparse_mlp(grow="gradient",
+  model = helpers.compile_model(helpers.sparse_mlp(grow="gradient",
                                                  interval=3, seed=5))
-  x, y = k3util.toy_data()
+  x, y = helpers.toy_data()
   model.fit(x, y, batch_size=32, epochs=1, verbose=0,
             callbacks=[itop_tf.ITOPCallback()])
   path = os.path.join(tmp_path, "m.keras")
@@ -55,9 +55,9 @@ class _Interrupt(keras.callbacks.Callback):
 
 def _run(tmp_path, interrupt=None, grow="random"):
   keras.utils.set_random_seed(0)
-  model = k3util.compile_model(k3util.sparse_mlp(grow=grow, interval=3,
+  model = helpers.compile_model(helpers.sparse_mlp(grow=grow, interval=3,
                                                  total=48))
-  x, y = k3util.toy_data(n=128)
+  x, y = helpers.toy_data(n=128)
   callbacks = [keras.callbacks.BackupAndRestore(str(tmp_path)),
                itop_tf.ITOPCallback()]
   if interrupt:
@@ -66,7 +66,7 @@ def _run(tmp_path, interrupt=None, grow="random"):
                 callbacks=callbacks + [_Interrupt(interrupt)])
     keras.backend.clear_session()
     keras.utils.set_random_seed(1)  # a restart does not share the RNG
-    model = k3util.compile_model(k3util.sparse_mlp(grow=grow, interval=3,
+    model = helpers.compile_model(helpers.sparse_mlp(grow=grow, interval=3,
                                                    total=48))
   model.fit(x, y, batch_size=32, epochs=6, verbose=0, shuffle=False,
             callbacks=callbacks)
@@ -89,11 +89,11 @@ def test_backup_and_restore_resumes_with_the_same_masks_and_rate(
 
 def test_training_on_from_a_keras_file_ends_where_one_run_does(tmp_path):
   """2 epochs, save, load, 2 more == 4 epochs without stopping."""
-  x, y = k3util.toy_data(n=128)
+  x, y = helpers.toy_data(n=128)
 
   def fresh():
     keras.utils.set_random_seed(0)
-    return k3util.compile_model(k3util.sparse_mlp(grow="gradient",
+    return helpers.compile_model(helpers.sparse_mlp(grow="gradient",
                                                   interval=3, total=32))
 
   def fit(model, epochs):

@@ -9,16 +9,16 @@ import pytest
 import itop_tf
 from itop_tf import array_ops
 from itop_tf import distributions
-from itop_tf.keras3 import wrapper as k3wrapper
-import k3util
-from k3util import value
+from itop_tf.keras3 import wrapper as keras3_wrapper
+import keras3_helpers as helpers
+from keras3_helpers import value
 
 
 def test_sparsify_returns_a_keras3_model_with_exact_erk_counts():
-  model = k3util.small_cnn()
-  sparse = itop_tf.sparsify(model, 0.9, schedule=k3util.schedule())
+  model = helpers.small_cnn()
+  sparse = itop_tf.sparsify(model, 0.9, schedule=helpers.schedule())
   assert isinstance(sparse, keras.Model)
-  sws = k3util.kernels(sparse)
+  sws = helpers.kernels(sparse)
   assert [sw.name for sw in sws] == ["conv1", "dw", "conv2", "head"]
   _, want = distributions.layer_counts([sw.shape for sw in sws], 0.1, "erk")
   assert [sw.count for sw in sws] == [int(c) for c in want]
@@ -34,30 +34,30 @@ def test_sparsify_returns_a_keras3_model_with_exact_erk_counts():
 
 
 def test_uniform_and_er_distributions_and_layer_densities():
-  sparse = itop_tf.sparsify(k3util.mlp(), 0.5, schedule=k3util.schedule(),
+  sparse = itop_tf.sparsify(helpers.mlp(), 0.5, schedule=helpers.schedule(),
                             distribution="uniform")
-  assert [sw.count for sw in k3util.kernels(sparse)] == [256, 64]
-  sparse = itop_tf.sparsify(k3util.mlp(), 0.5, schedule=k3util.schedule(),
+  assert [sw.count for sw in helpers.kernels(sparse)] == [256, 64]
+  sparse = itop_tf.sparsify(helpers.mlp(), 0.5, schedule=helpers.schedule(),
                             layer_densities={"fc2": 1.0})
-  assert k3util.kernels(sparse)[1].count == 128
+  assert helpers.kernels(sparse)[1].count == 128
 
 
 def test_original_model_is_left_unchanged_and_weights_are_copied():
-  model = k3util.mlp()
+  model = helpers.mlp()
   before = [w.copy() for w in model.get_weights()]
-  sparse = itop_tf.sparsify(model, 0.8, schedule=k3util.schedule())
+  sparse = itop_tf.sparsify(model, 0.8, schedule=helpers.schedule())
   for a, b in zip(before, model.get_weights()):
     np.testing.assert_array_equal(a, b)
-  sw = k3util.kernels(sparse)[0]
+  sw = helpers.kernels(sparse)[0]
   m = value(sw.mask)
   np.testing.assert_array_equal(value(sw.weight)[m], before[0][m])
 
 
 @pytest.mark.parametrize("grow", ["random", "gradient", "momentum"])
 def test_invariants_hold_after_every_step_compiled(grow):
-  model = k3util.compile_model(k3util.sparse_mlp(grow=grow, interval=3))
-  x, y = k3util.toy_data()
-  probe = k3util.InvariantProbe()
+  model = helpers.compile_model(helpers.sparse_mlp(grow=grow, interval=3))
+  x, y = helpers.toy_data()
+  probe = helpers.InvariantProbe()
   hist = model.fit(x, y, batch_size=32, epochs=3, verbose=0,
                    callbacks=[itop_tf.ITOPCallback(), probe])
   assert probe.steps == 24
@@ -72,12 +72,12 @@ def test_invariants_hold_after_every_step_compiled(grow):
 
 
 def test_rigl_grows_where_the_dense_gradient_is_largest():
-  model = k3util.compile_model(k3util.sparse_mlp(grow="gradient",
+  model = helpers.compile_model(helpers.sparse_mlp(grow="gradient",
                                                  interval=1000, total=2000))
-  x, y = k3util.toy_data()
+  x, y = helpers.toy_data()
   model.fit(x[:32], y[:32], batch_size=32, epochs=1, verbose=0)
-  k3util.sync(model)
-  sw = k3util.kernels(model)[0]
+  helpers.sync(model)
+  sw = helpers.kernels(model)[0]
   grad = np.abs(value(sw.dense_grad))
   mask = value(sw.mask)
   assert grad[~mask].max() > 0, "the captured gradient is dense"
@@ -104,9 +104,9 @@ def _linear_rigl(rows, seed, interval=5):
   model = keras.Sequential([keras.Input((6,)),
                             keras.layers.Dense(3, use_bias=False)])
   sparse = itop_tf.sparsify(model, 0.5,
-                            schedule=k3util.schedule(interval=interval),
+                            schedule=helpers.schedule(interval=interval),
                             grow="gradient", distribution="uniform")
-  sparse.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=k3util.JIT)
+  sparse.compile(keras.optimizers.SGD(0.0), "mse", jit_compile=helpers.JIT)
   return sparse, x, y
 
 
@@ -118,10 +118,10 @@ def _mse_gradient(w, x, y):
 def test_captured_gradient_is_the_gradient_of_the_loss():
   """One linear layer, MSE: the gradient is 2/N X^T (X W_masked - Y)."""
   sparse, x, y = _linear_rigl(16, seed=1)
-  sw = k3util.kernels(sparse)[0]
+  sw = helpers.kernels(sparse)[0]
   w = value(sw.weight)
   sparse.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
-  k3util.sync(sparse)
+  helpers.sync(sparse)
   np.testing.assert_allclose(value(sw.dense_grad), _mse_gradient(w, x, y),
                              rtol=1e-4, atol=1e-6)
 
@@ -132,10 +132,10 @@ def test_callback_captures_only_the_gradient_of_the_step_before_an_update():
   captured gradient as it is, and a fit without the callback captures every
   step again. Learning rate 0: only the updates move the kernel."""
   sparse, x, y = _linear_rigl(48, seed=2, interval=2)
-  sw = k3util.kernels(sparse)[0]
+  sw = helpers.kernels(sparse)[0]
 
   def kernel():
-    k3util.sync(sparse)
+    helpers.sync(sparse)
     return value(sw.weight)
 
   def gradient(w, batch):  # over one batch of 16
@@ -145,7 +145,7 @@ def test_callback_captures_only_the_gradient_of_the_step_before_an_update():
   def fit(start, stop, callbacks):
     sparse.fit(x[start:stop], y[start:stop], batch_size=16, epochs=1,
                verbose=0, shuffle=False, callbacks=callbacks)
-    k3util.sync(sparse)
+    helpers.sync(sparse)
     return value(sw.dense_grad)
 
   w0 = kernel()
@@ -190,14 +190,14 @@ def test_before_step_arms_the_capture_in_a_custom_loop():
   the first `before_step`; then only the step before the update does, and
   `release_capture` turns the every-step capture back on."""
   sparse, x, y = _linear_rigl(48, seed=4, interval=3)
-  sw = k3util.kernels(sparse)[0]
+  sw = helpers.kernels(sparse)[0]
   updater = itop_tf.MaskUpdater(sparse)
   updater.initialize(0)
 
   def train(batch):
     rows = slice(16 * batch, 16 * (batch + 1))
     sparse.train_on_batch(x[rows], y[rows])
-    k3util.sync(sparse)
+    helpers.sync(sparse)
     return value(sw.dense_grad), _mse_gradient(value(sw.weight), x[rows],
                                                 y[rows])
 
@@ -235,8 +235,8 @@ def test_a_fit_that_raises_leaves_the_next_updater_capturing_every_step():
                callbacks=[itop_tf.ITOPCallback(), Boom()])
   itop_tf.MaskUpdater(sparse)
   sparse.train_on_batch(x[16:], y[16:])
-  k3util.sync(sparse)
-  sw = k3util.kernels(sparse)[0]
+  helpers.sync(sparse)
+  sw = helpers.kernels(sparse)[0]
   np.testing.assert_allclose(
       value(sw.dense_grad), _mse_gradient(value(sw.weight), x[16:], y[16:]),
       rtol=1e-4, atol=1e-6)
@@ -274,7 +274,7 @@ def test_captured_gradient_keeps_its_value_where_the_gradient_is_not_finite(
   upstream.flat[:3] = [np.nan, np.inf, -np.inf]
 
   def loss(kernel, grad_var):
-    masked = k3wrapper._masked_gradient(
+    masked = keras3_wrapper._masked_gradient(
         kernel, keras.ops.convert_to_tensor(mask), grad_var, decay)
     return keras.ops.sum(masked * keras.ops.convert_to_tensor(upstream))
 
@@ -300,14 +300,14 @@ OPTIMIZERS = {
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_grown_weights_start_at_zero_with_zeroed_optimizer_slots(name):
-  model = k3util.compile_model(
-      k3util.sparse_mlp(grow="random", interval=1000, total=4000),
+  model = helpers.compile_model(
+      helpers.sparse_mlp(grow="random", interval=1000, total=4000),
       OPTIMIZERS[name]())
-  x, y = k3util.toy_data()
+  x, y = helpers.toy_data()
   model.fit(x, y, batch_size=32, epochs=1, verbose=0)
   updater = itop_tf.MaskUpdater(model)
   updater.initialize()
-  sw = k3util.kernels(model)[0]
+  sw = helpers.kernels(model)[0]
   slots = itop_tf.keras3.frontend.optimizer_slots(model.optimizer, sw.weight)
   assert slots, "no optimizer slots found"
   old_mask = value(sw.mask)
@@ -333,11 +333,11 @@ def test_grown_weights_start_at_zero_with_zeroed_optimizer_slots(name):
 
 def test_the_step_after_an_update_trains_with_the_new_mask():
   """fit, update from the callback, then the next compiled step sees it."""
-  model = k3util.compile_model(
-      k3util.sparse_mlp(grow="random", interval=4, total=400),
+  model = helpers.compile_model(
+      helpers.sparse_mlp(grow="random", interval=4, total=400),
       keras.optimizers.SGD(0.1))
-  x, y = k3util.toy_data()
-  probe = k3util.InvariantProbe()
+  x, y = helpers.toy_data()
+  probe = helpers.InvariantProbe()
   model.fit(x[:160], y[:160], batch_size=32, epochs=1, verbose=0,
             shuffle=False, callbacks=[itop_tf.ITOPCallback(), probe])
   # Update after step 4; step 5 trained with the new mask: entries grown
@@ -345,19 +345,19 @@ def test_the_step_after_an_update_trains_with_the_new_mask():
   before, after = probe.masks[2][0], probe.masks[3][0]
   grown = after & ~before
   assert grown.sum() > 0
-  k3util.sync(model)
-  w = value(k3util.kernels(model)[0].weight)
+  helpers.sync(model)
+  w = value(helpers.kernels(model)[0].weight)
   assert np.count_nonzero(w[grown]) > 0, "the new mask did not train"
   assert np.all(w[~after] == 0)
 
 
 def test_cosine_prune_fraction_sets_how_many_connections_move():
-  sched = k3util.schedule(interval=10, total=100)
-  model = k3util.compile_model(itop_tf.sparsify(
-      k3util.mlp(hidden=64), 0.5, schedule=sched, distribution="uniform"))
+  sched = helpers.schedule(interval=10, total=100)
+  model = helpers.compile_model(itop_tf.sparsify(
+      helpers.mlp(hidden=64), 0.5, schedule=sched, distribution="uniform"))
   updater = itop_tf.MaskUpdater(model)
   updater.initialize(0)
-  sw = k3util.kernels(model)[0]
+  sw = helpers.kernels(model)[0]
   for step in (10, 50, 90):
     old = value(sw.mask)
     updater.update(step)
@@ -369,16 +369,16 @@ def test_cosine_prune_fraction_sets_how_many_connections_move():
 
 
 def test_strip_gives_the_same_predictions_with_exact_zeros():
-  model = k3util.compile_model(k3util.sparse_mlp(grow="gradient"))
-  x, y = k3util.toy_data()
+  model = helpers.compile_model(helpers.sparse_mlp(grow="gradient"))
+  x, y = helpers.toy_data()
   model.fit(x, y, batch_size=32, epochs=1, verbose=0,
             callbacks=[itop_tf.ITOPCallback()])
   plain = itop_tf.strip(model)
   assert not itop_tf.find_wrappers(plain)
   np.testing.assert_allclose(plain.predict(x, verbose=0),
                              model.predict(x, verbose=0), atol=1e-6)
-  k3util.sync(model)
-  for sw, layer in zip(k3util.kernels(model), ["fc1", "fc2"]):
+  helpers.sync(model)
+  for sw, layer in zip(helpers.kernels(model), ["fc1", "fc2"]):
     kernel = plain.get_layer(layer).kernel
     np.testing.assert_array_equal(value(kernel) != 0,
                                   value(sw.mask) & (value(sw.weight) != 0))
@@ -391,7 +391,7 @@ def test_hand_wrapped_layers_in_a_subclassed_model_are_found():
     def __init__(self):
       super().__init__()
       self.fc1 = itop_tf.keras3.PruneAndRegrow(
-          keras.layers.Dense(32, activation="relu"), k3util.schedule(3, 100),
+          keras.layers.Dense(32, activation="relu"), helpers.schedule(3, 100),
           density=0.25)
       self.fc2 = keras.layers.Dense(4)
 
@@ -400,35 +400,35 @@ def test_hand_wrapped_layers_in_a_subclassed_model_are_found():
 
   model = Net()
   model(np.zeros((1, 16), "float32"))
-  k3util.compile_model(model)
-  x, y = k3util.toy_data()
-  probe = k3util.InvariantProbe()
+  helpers.compile_model(model)
+  x, y = helpers.toy_data()
+  probe = helpers.InvariantProbe()
   hist = model.fit(x, y, batch_size=32, epochs=2, verbose=0,
                    callbacks=[itop_tf.ITOPCallback(), probe])
   assert hist.history["itop_rate"][-1] > 0.25
-  assert [sw.count for sw in k3util.kernels(model)] == [128]
+  assert [sw.count for sw in helpers.kernels(model)] == [128]
 
 
 def test_mixed_precision_trains_with_a_loss_scale_optimizer():
   keras.config.set_dtype_policy("mixed_float16")
-  model = k3util.compile_model(k3util.sparse_mlp(grow="gradient",
+  model = helpers.compile_model(helpers.sparse_mlp(grow="gradient",
                                                  interval=3))
   assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-  x, y = k3util.toy_data()
-  probe = k3util.InvariantProbe()
+  x, y = helpers.toy_data()
+  probe = helpers.InvariantProbe()
   hist = model.fit(x, y, batch_size=32, epochs=2, verbose=0,
                    callbacks=[itop_tf.ITOPCallback(), probe])
   assert np.isfinite(hist.history["loss"]).all()
   assert hist.history["itop_rate"][-1] > hist.history["itop_rate"][0] - 1e-9
-  sw = k3util.kernels(model)[0]
+  sw = helpers.kernels(model)[0]
   assert str(sw.weight.dtype) == "float32"
 
 
 def _state_after_update(rank_method, group_entries, jit_compile="auto"):
   keras.utils.set_random_seed(0)
-  model = k3util.compile_model(
-      k3util.sparse_mlp(grow="gradient", interval=1000, total=4000))
-  x, y = k3util.toy_data()
+  model = helpers.compile_model(
+      helpers.sparse_mlp(grow="gradient", interval=1000, total=4000))
+  x, y = helpers.toy_data()
   model.fit(x, y, batch_size=32, epochs=1, verbose=0)
   updater = itop_tf.MaskUpdater(model, rank_method=rank_method,
                                 group_entries=group_entries,
@@ -436,7 +436,7 @@ def _state_after_update(rank_method, group_entries, jit_compile="auto"):
   stats = updater.update(1000)
   assert sum(stats["regrown"].values()) > 0
   out = []
-  for sw in k3util.kernels(model):
+  for sw in helpers.kernels(model):
     out += [value(sw.mask), value(sw.ever_active), value(sw.weight)]
     out += [value(s) for s in itop_tf.keras3.frontend.optimizer_slots(
         model.optimizer, sw.weight)]
@@ -454,14 +454,14 @@ def test_group_by_group_and_sort_rank_update_as_one_threshold_call():
   flipped, by_flipped = _state_after_update("auto", 10**9,
                                             not auto.jit_compile)
   assert flipped.jit_compile is not auto.jit_compile
-  if k3util.BACKEND == "torch":  # NumPy unless on CUDA (2.6-5x faster)
+  if helpers.BACKEND == "torch":  # NumPy unless on CUDA (2.6-5x faster)
     import torch  # pylint: disable=g-import-not-at-top
     assert auto.jit_compile is torch.cuda.is_available()
   for updater in (auto, flipped):
     ops = itop_tf.updaters.update_ops(updater.frontend, updater.jit_compile)
     assert (ops is array_ops.NUMPY) is not updater.jit_compile
   assert len(one._groups) == 1  # pylint: disable=protected-access
-  assert len(each._groups) == len(k3util.kernels(each.model))  # pylint: disable=protected-access
+  assert len(each._groups) == len(helpers.kernels(each.model))  # pylint: disable=protected-access
   assert auto.rank_method == "threshold"
   for a, b, c, d, e in zip(got, want, by_sort, by_auto, by_flipped):
     np.testing.assert_array_equal(a, b)
@@ -493,19 +493,19 @@ class _InStep(keras.callbacks.Callback):
 
 def _fit_state(*extra_callbacks, steps_per_execution=1):
   keras.utils.set_random_seed(0)
-  model = k3util.sparse_mlp(grow="gradient", interval=2, total=40)
+  model = helpers.sparse_mlp(grow="gradient", interval=2, total=40)
   model.compile(keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
                 keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                jit_compile=k3util.JIT,
+                jit_compile=helpers.JIT,
                 steps_per_execution=steps_per_execution)
   # 4 steps an epoch and an update every 2: every other update falls on an
   # epoch's last step.
-  x, y = k3util.toy_data(n=128)
+  x, y = helpers.toy_data(n=128)
   callback = _RecordingITOPCallback()
   history = model.fit(x, y, batch_size=32, epochs=3, verbose=0, shuffle=False,
                       callbacks=[callback, *extra_callbacks])
-  k3util.sync(model)
-  state = [k3util.value(v) for sw in k3util.kernels(model)
+  helpers.sync(model)
+  state = [helpers.value(v) for sw in helpers.kernels(model)
            for v in (sw.mask, sw.weight, sw.ever_active)]
   return state, history.history["itop_rate"], callback
 
@@ -520,7 +520,7 @@ def test_async_dispatch_trains_exactly_as_a_run_in_step(steps_per_execution):
   # non-async-safe callback keeps in step. With 3 steps per call, updates
   # fall inside a call and run after it, in both modes.
   spe = steps_per_execution
-  if spe > 1 and k3util.BACKEND == "torch":
+  if spe > 1 and helpers.BACKEND == "torch":
     pytest.skip("Keras runs PyTorch with steps_per_execution=1 only.")
   async_state, async_rates, async_cb = _fit_state(steps_per_execution=spe)
   step_state, step_rates, step_cb = _fit_state(_InStep(),
