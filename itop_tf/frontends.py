@@ -142,9 +142,21 @@ class Frontend:
     """A variable or tensor of this Keras as a NumPy array."""
     raise NotImplementedError
 
-  def find_wrappers(self, model):
-    """Every `PruneAndRegrow` in `model` at any depth, in a fixed order."""
+  def sublayers(self, model):
+    """`model` and every layer in it, at any depth, in a fixed order."""
     raise NotImplementedError
+
+  def find_wrappers(self, model):
+    """Every `PruneAndRegrow` in `model` at any depth, in a fixed order.
+
+    Wrappers inside nested models and inside custom layers are found too.
+    """
+    found, seen = [], set()
+    for layer in self.sublayers(model):
+      if isinstance(layer, self.wrapper) and id(layer) not in seen:
+        seen.add(id(layer))
+        found.append(layer)
+    return found
 
   def is_sparsified(self, model):
     """Whether `model` holds pruning wrappers (ours or TF-MOT's)."""

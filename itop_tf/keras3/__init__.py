@@ -17,6 +17,5 @@ Example:
 
 from itop_tf.keras3.metrics import ExplorationRate
 from itop_tf.keras3.wrapper import PruneAndRegrow
-from itop_tf.keras3.wrapper import find_wrappers
 
-__all__ = ["ExplorationRate", "PruneAndRegrow", "find_wrappers"]
+__all__ = ["ExplorationRate", "PruneAndRegrow"]

@@ -127,8 +127,8 @@ class Keras3Frontend(frontends.Frontend):
   def to_numpy(self, value):
     return keras.ops.convert_to_numpy(value)
 
-  def find_wrappers(self, model):
-    return wrapper_lib.find_wrappers(model)
+  def sublayers(self, model):
+    return [model] + list(model._flatten_layers(include_self=False))  # pylint: disable=protected-access
 
   def attach_metric(self, model):
     return metrics.attach_exploration_metric(model)

@@ -321,20 +321,3 @@ class PruneAndRegrow(keras.layers.Wrapper):
     layer = keras.saving.deserialize_keras_object(
         config.pop("layer"), custom_objects=custom_objects)
     return cls(layer, **config)
-
-
-def find_wrappers(model):
-  """All Keras 3 `PruneAndRegrow` layers in `model`, at any depth, in order.
-
-  Args:
-    model: a Keras 3 model or layer.
-
-  Returns:
-    A list of `PruneAndRegrow` layers; empty if there is none.
-  """
-  found, seen = [], set()
-  for layer in [model] + list(model._flatten_layers(include_self=False)):  # pylint: disable=protected-access
-    if isinstance(layer, PruneAndRegrow) and id(layer) not in seen:
-      seen.add(id(layer))
-      found.append(layer)
-  return found

@@ -30,7 +30,6 @@ from itop_tf.tf_keras.flops import training_flops_ratio
 from itop_tf.tf_keras.metrics import ExplorationRate
 from itop_tf.tf_keras.wrapper import ExactCountMask
 from itop_tf.tf_keras.wrapper import PruneAndRegrow
-from itop_tf.tf_keras.wrapper import find_wrappers
 
 
 def custom_objects():
@@ -57,5 +56,4 @@ def scope():
 
 
 __all__ = ["ExplorationRate", "PruneAndRegrow", "custom_objects",
-           "find_wrappers", "forward_flops", "scope", "training_flops",
-           "training_flops_ratio"]
+           "forward_flops", "scope", "training_flops", "training_flops_ratio"]

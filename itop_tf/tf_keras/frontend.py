@@ -96,8 +96,8 @@ class TFKerasFrontend(frontends.Frontend):
   def to_numpy(self, value):
     return value.numpy()
 
-  def find_wrappers(self, model):
-    return wrapper_lib.find_wrappers(model)
+  def sublayers(self, model):
+    return [model] + list(model._flatten_modules(include_self=False))  # pylint: disable=protected-access
 
   def is_sparsified(self, model):
     """Our wrappers or TF-MOT's (`PruneLowMagnitude`) anywhere in `model`."""

@@ -27,7 +27,7 @@ The wrapper keeps, for each sparse kernel of the wrapped layer:
   update, what TF-MOT's `PruningSummaries` plots as the threshold.
 
 Masks change only through `itop_tf.MaskUpdater` (used by `ITOPCallback`).
-`find_wrappers` finds the wrappers of a model.
+`itop_tf.find_wrappers` finds the wrappers of a model.
 
 Example:
 
@@ -155,25 +155,6 @@ class ExactCountMask(keras.initializers.Initializer):
 
   def get_config(self):
     return {"count": self.count, "seed": self.seed}
-
-
-def find_wrappers(model):
-  """All `PruneAndRegrow` layers in a tf_keras `model`, at any depth, in order.
-
-  Wrappers inside nested models and inside custom layers are found too.
-
-  Args:
-    model: a tf_keras model or layer.
-
-  Returns:
-    A list of `PruneAndRegrow` layers; empty if there is none.
-  """
-  found, seen = [], set()
-  for m in [model] + list(model._flatten_modules(include_self=False)):  # pylint: disable=protected-access
-    if isinstance(m, PruneAndRegrow) and id(m) not in seen:
-      seen.add(id(m))
-      found.append(m)
-  return found
 
 
 class _Remask:

@@ -163,7 +163,7 @@ def test_callback_captures_only_the_gradient_of_the_step_before_an_update():
   got = fit(0, 16, [])
   np.testing.assert_allclose(got, gradient(w2, 0), rtol=1e-4, atol=1e-6)
   assert all(bool(value(w.capture))
-             for w in itop_tf.keras3.find_wrappers(sparse))
+             for w in itop_tf.find_wrappers(sparse))
 
 
 def test_callback_trains_rigl_with_the_train_function_keras_traced():
