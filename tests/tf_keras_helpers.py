@@ -1,37 +1,20 @@
 """Small tf_keras models, data and helpers for the tf_keras suite."""
 
-import numpy as np
 import tf_keras as keras
 
 import itop_tf
+import model_cases
 
 
-def mlp(inputs=16, hidden=32, classes=4):
-  return keras.Sequential([
-      keras.Input((inputs,)),
-      keras.layers.Dense(hidden, activation="relu", name="fc1"),
-      keras.layers.Dense(classes, name="fc2"),
-  ])
+def mlp(**kwargs):
+  return model_cases.mlp(keras, **kwargs)
 
 
-def small_cnn(classes=4):
-  inp = keras.Input((8, 8, 3))
-  x = keras.layers.Conv2D(8, 3, padding="same", name="conv1")(inp)
-  x = keras.layers.BatchNormalization()(x)
-  x = keras.layers.ReLU()(x)
-  x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
-  x = keras.layers.Conv2D(16, 3, strides=2, name="conv2")(x)
-  x = keras.layers.GlobalAveragePooling2D()(x)
-  out = keras.layers.Dense(classes, name="head")(x)
-  return keras.Model(inp, out)
+def small_cnn(**kwargs):
+  return model_cases.small_cnn(keras, **kwargs)
 
 
-def toy_data(n=256, inputs=16, classes=4, seed=0):
-  rng = np.random.default_rng(seed)
-  x = rng.normal(size=(n, inputs)).astype("float32")
-  w = rng.normal(size=(inputs, classes))
-  y = np.argmax(x @ w, axis=1).astype("int32")
-  return x, y
+toy_data = model_cases.toy_data
 
 
 def compile_sgd(model, jit=False, momentum=0.9, lr=0.05):

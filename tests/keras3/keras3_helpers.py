@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import itop_tf
+import model_cases
 from itop_tf.keras3 import frontend as keras3_frontend
 
 BACKEND = keras.backend.backend()
@@ -23,32 +24,15 @@ def value(variable):
   return keras.ops.convert_to_numpy(variable)
 
 
-def mlp(inputs=16, hidden=32, classes=4):
-  return keras.Sequential([
-      keras.Input((inputs,)),
-      keras.layers.Dense(hidden, activation="relu", name="fc1"),
-      keras.layers.Dense(classes, name="fc2"),
-  ])
+def mlp(**kwargs):
+  return model_cases.mlp(keras, **kwargs)
 
 
-def small_cnn(classes=4, size=8, channels=3):
-  inp = keras.Input((size, size, channels))
-  x = keras.layers.Conv2D(8, 3, padding="same", name="conv1")(inp)
-  x = keras.layers.BatchNormalization()(x)
-  x = keras.layers.ReLU()(x)
-  x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
-  x = keras.layers.Conv2D(16, 3, strides=2, name="conv2")(x)
-  x = keras.layers.GlobalAveragePooling2D()(x)
-  out = keras.layers.Dense(classes, name="head")(x)
-  return keras.Model(inp, out)
+def small_cnn(**kwargs):
+  return model_cases.small_cnn(keras, **kwargs)
 
 
-def toy_data(n=256, inputs=16, classes=4, seed=0):
-  rng = np.random.default_rng(seed)
-  x = rng.normal(size=(n, inputs)).astype("float32")
-  w = rng.normal(size=(inputs, classes))
-  y = np.argmax(x @ w, axis=1).astype("int32")
-  return x, y
+toy_data = model_cases.toy_data
 
 
 def schedule(interval=5, total=200, **kw):

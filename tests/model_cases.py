@@ -1,0 +1,33 @@
+"""The small models and data both front-ends' suites train: built with the
+Keras module given (tf_keras or Keras 3), so the two build the same thing."""
+
+import numpy as np
+
+
+def mlp(keras, inputs=16, hidden=32, classes=4):
+  return keras.Sequential([
+      keras.Input((inputs,)),
+      keras.layers.Dense(hidden, activation="relu", name="fc1"),
+      keras.layers.Dense(classes, name="fc2"),
+  ])
+
+
+def small_cnn(keras, classes=4, size=8, channels=3):
+  inp = keras.Input((size, size, channels))
+  x = keras.layers.Conv2D(8, 3, padding="same", name="conv1")(inp)
+  x = keras.layers.BatchNormalization()(x)
+  x = keras.layers.ReLU()(x)
+  x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+  x = keras.layers.Conv2D(16, 3, strides=2, name="conv2")(x)
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  out = keras.layers.Dense(classes, name="head")(x)
+  return keras.Model(inp, out)
+
+
+def toy_data(n=256, inputs=16, classes=4, seed=0):
+  """(x, y): Gaussian inputs, labels from a random linear map."""
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(n, inputs)).astype("float32")
+  w = rng.normal(size=(inputs, classes))
+  y = np.argmax(x @ w, axis=1).astype("int32")
+  return x, y
