@@ -1,12 +1,11 @@
 """Shared test setup: two logical CPU devices, fixtures (models and data for
 the tf_keras suite are in tf_keras_helpers.py)."""
 
+import importlib
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-if os.environ.get("KERAS_BACKEND") == "torch":
-  import keras  # noqa: F401  (before TensorFlow: the other order segfaults)
 if os.environ.get("KERAS_BACKEND") == "jax":
   # Two CPU devices for keras.distribution.DataParallel; before JAX loads.
   os.environ.setdefault("XLA_FLAGS",
@@ -19,22 +18,36 @@ if not os.environ.get("KERAS_BACKEND"):
   collect_ignore = ["keras3"]
 
 import pytest  # pylint: disable=g-import-not-at-top
-import tensorflow as tf
 
-from fashion_files import write_fashion_mnist
+from fashion_files import write_fashion_mnist  # pylint: disable=g-import-not-at-top
 
-# Mirrored tests need two devices; this must happen before TF uses a device.
-_cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    _cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import tf_keras as keras  # pylint: disable=g-import-not-at-top
+def _runs_tests(config):
+  """False in pytest-xdist's controller, which only hands tests out."""
+  return bool(os.environ.get("PYTEST_XDIST_WORKER")) or not getattr(
+      config.option, "numprocesses", None)
+
+
+def pytest_configure(config):
+  """Where tests run: Keras 3 before TensorFlow on PyTorch (the other order
+  segfaults), then two logical CPU devices for the Mirrored tests, before
+  TensorFlow uses a device. The xdist controller imports neither (seconds
+  of start-up saved per run)."""
+  if not _runs_tests(config):
+    return
+  if os.environ.get("KERAS_BACKEND") == "torch":
+    importlib.import_module("keras")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
 @pytest.fixture(autouse=True)
 def _clear_session():
   yield
-  keras.backend.clear_session()
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  tf_keras.backend.clear_session()
 
 
 @pytest.fixture(scope="session")
