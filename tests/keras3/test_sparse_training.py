@@ -53,44 +53,6 @@ def test_original_model_is_left_unchanged_and_weights_are_copied():
   np.testing.assert_array_equal(value(sw.weight)[m], before[0][m])
 
 
-@pytest.mark.parametrize("grow", ["random", "gradient", "momentum"])
-def test_invariants_hold_after_every_step_compiled(grow):
-  model = helpers.compile_model(helpers.sparse_mlp(grow=grow, interval=3))
-  x, y = helpers.toy_data()
-  probe = helpers.InvariantProbe()
-  hist = model.fit(x, y, batch_size=32, epochs=3, verbose=0,
-                   callbacks=[itop_tf.ITOPCallback(), probe])
-  assert probe.steps == 24
-  rates = hist.history["itop_rate"]
-  assert rates[0] > 0.2 + 1e-9 and rates == sorted(rates)
-  assert rates[-1] == pytest.approx(itop_tf.exploration_rate(model))
-  # Masks moved at the update steps (3, 6, ...) and only there.
-  moved = [i + 1 for i in range(1, len(probe.masks))
-           if any(not np.array_equal(a, b)
-                  for a, b in zip(probe.masks[i - 1], probe.masks[i]))]
-  assert moved and all(step % 3 == 0 for step in moved)
-
-
-def test_rigl_grows_where_the_dense_gradient_is_largest():
-  model = helpers.compile_model(helpers.sparse_mlp(grow="gradient",
-                                                 interval=1000, total=2000))
-  x, y = helpers.toy_data()
-  model.fit(x[:32], y[:32], batch_size=32, epochs=1, verbose=0)
-  helpers.sync(model)
-  sw = helpers.kernels(model)[0]
-  grad = np.abs(value(sw.dense_grad))
-  mask = value(sw.mask)
-  assert grad[~mask].max() > 0, "the captured gradient is dense"
-  updater = itop_tf.MaskUpdater(model)
-  updater.initialize()
-  updater.update(1000)
-  new = value(sw.mask)
-  grown = new & ~mask
-  assert grown.sum() > 0
-  # Every grown entry beats every inactive one that was not grown.
-  assert grad[grown].min() >= grad[~new & ~mask].max()
-
-
 def _linear_rigl(rows, seed, interval=5):
   """A bias-free Dense(3) on 6 inputs, 50% sparse with RigL, MSE, SGD at
   learning rate 0 (only updates move the kernel); `rows` random examples.
