@@ -86,8 +86,10 @@ def tflite_tables(data):
         f"{_yes(r['default_delegates'])} | {r['accuracy']:.4f} | "
         f"{r['keras_accuracy']:.4f} |")
   if data.get("latency"):
-    out += ["" if out else None, "| model | threads | dense (ms) | sparse (ms) | sparse / dense "
-            "| DENSIFY ops | sparse tensors (zeros) |",
+    if out:
+      out.append("")  # a blank line between the two tables
+    out += ["| model | threads | dense (ms) | sparse (ms) | sparse / dense | "
+            "DENSIFY ops | sparse tensors (zeros) |",
             "|---|---|---|---|---|---|---|"]
     for r in data["latency"]:
       out.append(
@@ -95,7 +97,7 @@ def tflite_tables(data):
           f"{r['sparse_ms']:.3f} | {r['sparse_over_dense']:.3f} | "
           f"{r['densify_ops']} | {r['sparse_tensors']} "
           f"({r['zeros_in_sparse_tensors']:.2f}) |")
-  return "\n".join(line for line in out if line is not None)
+  return "\n".join(out)
 
 
 RENDERERS = {"tflite_export": tflite_tables,

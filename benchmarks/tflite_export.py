@@ -237,7 +237,8 @@ def latency_rows(f):
       dense, sparse = (float(np.median(samples[k])) for k in ("dense",
                                                               "sparse"))
       rows.append({
-          "model": name, "frontend": frontends.keras_of(model), "threads": threads,
+          "model": name, "frontend": frontends.keras_of(model),
+          "threads": threads,
           "dense_ms": 1e3 * dense,
           "sparse_ms": 1e3 * sparse, "sparse_over_dense": sparse / dense,
           "densify_ops": ops.count("DENSIFY"),

@@ -55,7 +55,7 @@ class _StandIn(type):
     return _stand_in(f"{cls._path}.{name}")
 
   def __call__(cls, *args, **kwargs):
-    if "_path" not in cls.__dict__:  # a class built on a stand-in (TFDS builder)
+    if "_path" not in cls.__dict__:  # a class built on a stand-in (TFDS)
       return super().__call__(*args, **kwargs)
     if cls._path in AT_IMPORT:
       return AT_IMPORT[cls._path](*args, **kwargs)

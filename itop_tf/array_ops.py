@@ -3,9 +3,9 @@
 `core` needs a dozen array operations. `tensorflow_ops()` maps them to
 TensorFlow (the tf_keras/TF-MOT front-end, and the Keras 3 TensorFlow
 backend gives the same numbers; made on first use, so a process without
-TensorFlow never imports it); `keras_ops()` maps them to `keras.ops` for whatever Keras 3
-backend is active (TensorFlow, JAX, PyTorch); `NUMPY` runs an update that
-is not compiled on the host (`on_host`). Each backend namespace also draws the
+TensorFlow never imports it); `keras_ops()` maps them to `keras.ops` for
+whatever Keras 3 backend is active (TensorFlow, JAX, PyTorch); `NUMPY` runs
+an update that is not compiled on the host (`on_host`). Each backend namespace also draws the
 uniform scores of random growth from a stateless RNG keyed by
 (kernel seed, step), so a resumed run draws what an uninterrupted one did.
 
@@ -201,10 +201,10 @@ class _NumpyOps:
   An update that is not compiled runs here (`jit_compile` resolved to
   False, on a CPU, on every backend): it has nothing to compile, and on a
   CPU it is the fastest way we have measured (BENCHMARKS.md, "One mask
-  update against model size"). The same `core` functions, the same selected entries;
-  `positions` and `take` let `core.rank_select` rank a kernel's
-  candidates alone, which only a namespace with shapes known at run time
-  can do.
+  update against model size"). The same `core` functions, the same
+  selected entries; `positions` and `take` let `core.rank_select` rank a
+  kernel's candidates alone, which only a namespace with shapes known at
+  run time can do.
   """
 
   name = "numpy"

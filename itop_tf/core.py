@@ -1,9 +1,10 @@
 """The prune-and-regrow rule, written once for every front-end and backend.
 
 The functions here are tensor math against a small array namespace `ops`
-(see `itop_tf.array_ops`): `array_ops.tensorflow_ops()` for the tf_keras/TF-MOT front-end,
-`array_ops.keras_ops()` for Keras 3 on TensorFlow, JAX or PyTorch, and
-`array_ops.NUMPY` for an update that is not compiled. They hold
+(see `itop_tf.array_ops`): `array_ops.tensorflow_ops()` for the
+tf_keras/TF-MOT front-end, `array_ops.keras_ops()` for Keras 3 on
+TensorFlow, JAX or PyTorch, and `array_ops.NUMPY` for an update that is
+not compiled. They hold
 no state and import no framework, so both front-ends run the same copy, and
 the tests run it on every backend.
 

@@ -123,8 +123,8 @@ def resolve_jit_compile(jit_compile, backend="tensorflow"):
   runs in eager torch ops). False: in NumPy on the host (`array_ops.NUMPY`).
 
   The rule of "auto", from measurements (BENCHMARKS.md, "One mask update
-  against model size" and "GPU"): True with a GPU or TPU (PyTorch: CUDA), where the compiled update
-  measured several times faster than NumPy (XLA on a TensorFlow GPU is
+  against model size" and "GPU"): True with a GPU or TPU (PyTorch: CUDA),
+  where the compiled update measured several times faster than NumPy (XLA on a TensorFlow GPU is
   assumed, not yet measured); False on a CPU, where NumPy, which ranks each
   kernel's candidates alone, measured faster than XLA and eager torch ops at
   every size, has nothing to compile, and peaks lower.
@@ -251,8 +251,8 @@ class MaskUpdater:
   """Runs ITOP's prune-and-regrow updates for every wrapper of a model.
 
   One engine for both front-ends: on a tf_keras model it drives
-  `itop_tf.tf_keras.PruneAndRegrow` layers, on a Keras 3 model (TensorFlow, JAX or
-  PyTorch backend) `itop_tf.keras3.PruneAndRegrow` layers. The update itself
+  `itop_tf.tf_keras.PruneAndRegrow` layers, on a Keras 3 model (TensorFlow,
+  JAX or PyTorch backend) `itop_tf.keras3.PruneAndRegrow` layers. The update itself
   is `core.update_kernels`, compiled once per model: XLA through
   `tf.function` on TensorFlow, `jax.jit` on JAX, eager torch ops on PyTorch;
   or, not compiled (on a CPU), run in NumPy on the host.
@@ -344,7 +344,7 @@ class MaskUpdater:
     Args:
       step: the optimizer step training starts (or resumes) from.
     """
-    frontend = self.frontend
+    frontend, ops = self.frontend, self.frontend.ops
     frontend.sync(self.model)
     with frontend.scope(self.model):
       for w in self.wrappers:
@@ -353,7 +353,7 @@ class MaskUpdater:
         mask = frontend.read(sw.mask)
         for slot in frontend.slots(self.optimizer, sw.weight):
           v = frontend.read(slot)
-          frontend.assign(slot, frontend.ops.where(mask, v, frontend.ops.zeros_like(v)))
+          frontend.assign(slot, ops.where(mask, v, ops.zeros_like(v)))
     if step is None:
       step = self.step if self.optimizer is not None else 0
     self.handled_step = int(step)

@@ -169,7 +169,8 @@ def evaluate_and_report(f, model, eval_ds, multiplier, step):
   results.update(
       sparsity=1.0 - sum(r["active"] for r in rows) / size,
       exploration_rate=itop_tf.exploration_rate(model),
-      train_flops=float(itop_tf.tf_keras.training_flops_ratio(model, multiplier)),
+      train_flops=float(itop_tf.tf_keras.training_flops_ratio(model,
+                                                              multiplier)),
       mask_digest=mask_digest(model),
       layers=[{k: (list(v) if isinstance(v, tuple) else v)
                for k, v in r.items()} for r in rows])

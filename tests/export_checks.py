@@ -14,8 +14,8 @@ def check_mixed_precision_export(model, path):
   layers `export_tflite` raised "cannot convert".
 
   Args:
-    model: the sparsified `tf_keras_helpers`/`keras3_helpers` `small_cnn()` (8x8x3 inputs),
-      built under `mixed_float16`.
+    model: the sparsified `small_cnn()` of tf_keras_helpers or
+      keras3_helpers (8x8x3 inputs), built under `mixed_float16`.
     path: where the `.tflite` file goes.
   """
   assert {l.compute_dtype for l in itop_tf.strip(model).layers[1:]} == {

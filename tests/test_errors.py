@@ -42,7 +42,8 @@ def test_update_interval_below_one():
 def test_keras3_layer_in_the_tf_keras_wrapper_names_the_keras3_wrapper():
   import keras as keras3  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match="itop_tf.keras3.PruneAndRegrow"):
-    itop_tf.tf_keras.PruneAndRegrow(keras3.layers.Dense(2), schedule=_schedule())
+    itop_tf.tf_keras.PruneAndRegrow(keras3.layers.Dense(2),
+                                    schedule=_schedule())
 
 
 def test_tf_keras_layer_in_the_keras3_wrapper_names_the_tf_keras_wrapper():
@@ -115,9 +116,11 @@ def test_unknown_layer_names():
 
 def test_wrapper_rejects_unsupported_layer_and_bad_density():
   with pytest.raises(ValueError, match="no kernel itop_tf can make sparse"):
-    itop_tf.tf_keras.PruneAndRegrow(keras.layers.BatchNormalization(), _schedule())
+    itop_tf.tf_keras.PruneAndRegrow(keras.layers.BatchNormalization(),
+                                    _schedule())
   with pytest.raises(ValueError, match="density must be in"):
-    itop_tf.tf_keras.PruneAndRegrow(keras.layers.Dense(2), _schedule(), density=0.0)
+    itop_tf.tf_keras.PruneAndRegrow(keras.layers.Dense(2), _schedule(),
+                                    density=0.0)
 
 
 def test_callback_on_a_model_without_wrappers():
@@ -129,7 +132,7 @@ def test_callback_on_a_model_without_wrappers():
 
 
 def test_counts_must_give_one_count_per_kernel():
-  layer = itop_tf.tf_keras.PruneAndRegrow(keras.layers.Dense(4), schedule=_schedule(),
-                                 counts=[3, 3])
+  layer = itop_tf.tf_keras.PruneAndRegrow(
+      keras.layers.Dense(4), schedule=_schedule(), counts=[3, 3])
   with pytest.raises(ValueError, match="counts has 2 entries but layer"):
     layer.build((None, 8))

@@ -9,7 +9,8 @@ from tf_keras_helpers import mlp
 
 
 def test_dense_mlp_flops_are_two_per_weight():
-  dense, sparse = itop_tf.tf_keras.forward_flops(mlp(inputs=16, hidden=32, classes=4))
+  dense, sparse = itop_tf.tf_keras.forward_flops(
+      mlp(inputs=16, hidden=32, classes=4))
   assert dense == sparse == 2 * (16 * 32 + 32 * 4)
 
 

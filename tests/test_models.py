@@ -134,8 +134,8 @@ class _Subclassed(keras.Model):
   def __init__(self, schedule):
     super().__init__()
     self.block = _Block(schedule)
-    self.head = itop_tf.tf_keras.PruneAndRegrow(keras.layers.Dense(4), schedule,
-                                       density=0.5, grow="gradient", seed=2)
+    self.head = itop_tf.tf_keras.PruneAndRegrow(
+        keras.layers.Dense(4), schedule, density=0.5, grow="gradient", seed=2)
 
   def call(self, x):
     return self.head(self.block(x))
@@ -146,9 +146,9 @@ class _Block(keras.layers.Layer):
 
   def __init__(self, schedule):
     super().__init__()
-    self.fc = itop_tf.tf_keras.PruneAndRegrow(keras.layers.Dense(32, activation="relu"),
-                                     schedule, density=0.2, grow="gradient",
-                                     seed=1)
+    self.fc = itop_tf.tf_keras.PruneAndRegrow(
+        keras.layers.Dense(32, activation="relu"), schedule, density=0.2,
+        grow="gradient", seed=1)
 
   def call(self, x):
     return self.fc(x)

@@ -145,9 +145,10 @@ def test_numpy_update_equals_the_tensorflow_update():
   ks = [np.int32(max(1, int(m.sum()) // 3)) for m in masks]
   got = core.update_kernels(masks, weights, unions, scores, slots, ks,
                             array_ops.NUMPY)
-  want = core.update_kernels(*tf.nest.map_structure(
-      tf.constant, (masks, weights, unions, scores, slots)),
-                             [tf.constant(k) for k in ks], array_ops.tensorflow_ops())
+  want = core.update_kernels(
+      *tf.nest.map_structure(tf.constant,
+                             (masks, weights, unions, scores, slots)),
+      [tf.constant(k) for k in ks], array_ops.tensorflow_ops())
   for a, b in zip(tf.nest.flatten(got), tf.nest.flatten(want)):
     np.testing.assert_array_equal(np.asarray(a), b.numpy())
   assert got[6][0] == 3 and got[7][1] == 2  # non-finite, drifted

@@ -56,7 +56,8 @@ def test_save_and_load_keep_masks_union_and_schedule(tmp_path, fmt):
 def test_strip_gives_plain_model_with_same_predictions_and_zeros():
   model = _trained()
   plain = itop_tf.strip(model)
-  assert not any(isinstance(l, itop_tf.tf_keras.PruneAndRegrow) for l in plain.layers)
+  assert not any(isinstance(l, itop_tf.tf_keras.PruneAndRegrow)
+                 for l in plain.layers)
   x, _ = toy_data(32)
   np.testing.assert_allclose(plain.predict(x, verbose=0),
                              model.predict(x, verbose=0), atol=1e-5)

@@ -13,7 +13,7 @@ multiply-adds times 2.
 Example:
 
 >>> dense_f, sparse_f = itop_tf.tf_keras.forward_flops(model)   # per example
->>> itop_tf.tf_keras.training_flops_ratio(model)   # RigL at 90% ERK on ResNet-50
+>>> itop_tf.tf_keras.training_flops_ratio(model)  # RigL, 90% ERK, ResNet-50
 0.25
 """
 

@@ -81,7 +81,8 @@ class ExplorationRate(keras.metrics.Metric):
     # A tuple of plain objects: Keras must not track the unions as this
     # metric's variables (it would zero them in reset_state).
     object.__setattr__(self, "_sources",
-                       tuple(frontends.frontend_of(model).sparse_weights(model)))
+                       tuple(frontends.frontend_of(model).sparse_weights(
+                           model)))
     if self._rate is None:
       strategy = getattr(model, "distribute_strategy", None) or (
           tf.distribute.get_strategy())

@@ -256,9 +256,10 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     self.growth = growth_lib.get(grow)
     if frontends.keras_of(layer) == "keras3":
       raise ValueError(
-          f"itop_tf.tf_keras.PruneAndRegrow wraps tf_keras layers; {layer.name!r} is "
-          "a Keras 3 layer: use itop_tf.keras3.PruneAndRegrow (or "
-          "itop_tf.sparsify, which picks the right one).")
+          "itop_tf.tf_keras.PruneAndRegrow wraps tf_keras layers; "
+          f"{layer.name!r} is a Keras 3 layer: use "
+          "itop_tf.keras3.PruneAndRegrow (or itop_tf.sparsify, which picks "
+          "the right one).")
     if isinstance(layer, keras.layers.Layer) and not supports(layer):
       raise ValueError(
           f"Layer {layer.name!r} ({type(layer).__name__}) has no kernel "

@@ -156,4 +156,5 @@ def test_random_growth_scores_depend_on_seed_and_step_only():
   assert a.min() >= 0 and a.max() < 1
   if keras.backend.backend() == "tensorflow":
     # The same stream as the tf_keras front-end draws.
-    np.testing.assert_array_equal(a, array_ops.tensorflow_ops().uniform((5, 3), 17, 100))
+    np.testing.assert_array_equal(
+        a, array_ops.tensorflow_ops().uniform((5, 3), 17, 100))
