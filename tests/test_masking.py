@@ -4,6 +4,8 @@ They are exact zeros in the variables; training masks only their gradients
 (the forward pass reads the kernel as it is), inference masks the kernel
 itself, and an optimizer that moves zero weights gets the masked forward pass
 in training too.
+The cases both front-ends share are in tests/keras3/test_contract.py; these
+are tf_keras' own.
 """
 
 import numpy as np
@@ -12,8 +14,6 @@ import tensorflow as tf
 import tf_keras as keras
 
 import itop_tf
-from itop_tf import core
-from itop_tf import distributions
 from itop_tf import updaters
 from tf_keras_helpers import kernels, mlp, sparse_mlp, toy_data
 import optimizer_cases
@@ -73,32 +73,6 @@ def _write_inactive(model, value):
     w = sw.weight.numpy()
     w[~sw.mask.numpy()] = value
     sw.weight.assign(w)
-
-
-def test_training_reads_the_kernel_as_it_is_and_inference_masks_it():
-  model = sparse_mlp(sparsity=0.8)
-  x, _ = toy_data(n=32)
-  want = model(x).numpy()
-  _write_inactive(model, 5.0)  # behind the wrapper's back
-  np.testing.assert_array_equal(model(x).numpy(), want)
-  np.testing.assert_array_equal(model(x, training=False).numpy(), want)
-  np.testing.assert_array_equal(model.predict(x, verbose=0), want)
-  # Training does not copy the kernel masked: it relies on the zeros.
-  assert np.abs(model(x, training=True).numpy() - want).max() > 1.0
-
-
-def test_fit_zeroes_weights_written_into_inactive_entries_before_it():
-  model = sparse_mlp(sparsity=0.8)
-  model.compile(keras.optimizers.SGD(0.0),
-                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-  x, y = toy_data(n=32)
-  want = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
-  _write_inactive(model, 5.0)
-  hist = model.fit(x, y, batch_size=32, epochs=1, verbose=0,
-                   callbacks=[itop_tf.ITOPCallback()])
-  assert hist.history["loss"][0] == pytest.approx(want, rel=1e-5)
-  assert all((sw.weight.numpy()[~sw.mask.numpy()] == 0).all()
-             for _, sw in kernels(model))
 
 
 def test_gradient_reaches_only_active_entries():
@@ -189,11 +163,3 @@ def test_update_counts_zeroes_and_warns_of_inactive_weights_that_moved(
   assert f"{sw.name}: 3" in caplog.text and "is_elementwise" in caplog.text
   assert (sw.weight.numpy()[~sw.mask.numpy()] == 0).all()
 
-
-def test_initial_masks_come_from_the_one_shared_generator():
-  """The same seed gives the same masks on every front-end and backend."""
-  model = sparse_mlp(seed=5)
-  for w, sw in kernels(model):
-    want = distributions.exact_count_mask(
-        tuple(sw.weight.shape), sw.count, core.kernel_seed(w.seed, sw.index))
-    np.testing.assert_array_equal(sw.mask.numpy(), want)

@@ -35,7 +35,8 @@ def _assert_same_state(a, b):
     np.testing.assert_array_equal(w0, w1)
 
 
-@pytest.mark.parametrize("fmt", ["model.h5", "model.keras", "saved_model"])
+# The .keras format: tests/keras3/test_contract.py, on both front-ends.
+@pytest.mark.parametrize("fmt", ["model.h5", "saved_model"])
 def test_save_and_load_keep_masks_union_and_schedule(tmp_path, fmt):
   model = _trained()
   path = str(tmp_path / fmt)
@@ -51,20 +52,6 @@ def test_save_and_load_keep_masks_union_and_schedule(tmp_path, fmt):
   assert w1.pruning_schedule == w0.pruning_schedule
   assert (w1.grow, w1.counts, w1.seed) == (w0.grow, w0.counts, w0.seed)
   assert itop_tf.exploration_rate(loaded) == itop_tf.exploration_rate(model)
-
-
-def test_strip_gives_plain_model_with_same_predictions_and_zeros():
-  model = _trained()
-  plain = itop_tf.strip(model)
-  assert not any(isinstance(l, itop_tf.tf_keras.PruneAndRegrow)
-                 for l in plain.layers)
-  x, _ = toy_data(32)
-  np.testing.assert_allclose(plain.predict(x, verbose=0),
-                             model.predict(x, verbose=0), atol=1e-5)
-  for (_, sw), layer in zip(kernels(model), plain.layers):
-    k = layer.kernel.numpy()
-    assert int((k != 0).sum()) <= sw.count
-    assert (k[~sw.mask.numpy()] == 0).all()
 
 
 def test_checkpoint_round_trip_keeps_state_and_step(tmp_path):

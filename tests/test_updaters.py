@@ -239,43 +239,6 @@ def test_zero_prune_fraction_is_static_sparse_training(monkeypatch):
   assert itop_tf.exploration_rate(model) == pytest.approx(0.2, abs=1e-3)
 
 
-@pytest.mark.parametrize("opt", ["sgd", "adam", "legacy_sgd"])
-def test_grown_weights_start_at_zero_with_zeroed_slots(opt):
-  model = sparse_mlp(sparsity=0.7, interval=1000, total=2000)
-  optimizer = {"sgd": lambda: keras.optimizers.SGD(0.05, momentum=0.9),
-               "adam": lambda: keras.optimizers.Adam(0.01),
-               "legacy_sgd": lambda: keras.optimizers.legacy.SGD(
-                   0.05, momentum=0.9)}[opt]()
-  _train(model, 5, [itop_tf.ITOPCallback()], opt=optimizer)
-  updater = itop_tf.MaskUpdater(model)
-  pairs = kernels(model)
-  old = [sw.mask.numpy().copy() for _, sw in pairs]
-  slots = [frontend.optimizer_slots(optimizer, sw.weight) for _, sw in pairs]
-  assert all(len(s) >= 1 for s in slots)
-  if opt == "adam":
-    assert all(len(s) == 2 for s in slots)
-  # Inactive entries carry non-zero weights and slot values, so an update
-  # that kept them where it grows (not zeroing grown entries) would show.
-  for (_, sw), m0, sl in zip(pairs, old, slots):
-    for var, fill in [(sw.weight, 7.0)] + [(v, 3.0) for v in sl]:
-      var.assign(np.where(m0, var.numpy(), fill).astype("float32"))
-  old_w = [sw.weight.numpy().copy() for _, sw in pairs]
-  stats = updater.update(step=1000)
-  assert sum(stats["regrown"].values()) > 0
-  for (_, sw), m0, w0, sl in zip(pairs, old, old_w, slots):
-    m1, w1 = sw.mask.numpy(), sw.weight.numpy()
-    grown = m1 & ~m0
-    pruned = m0 & ~m1
-    kept = m0 & m1
-    assert grown.any() and pruned.any()
-    assert (w1[grown] == 0).all() and (w1[pruned] == 0).all()
-    np.testing.assert_array_equal(w1[kept], w0[kept])
-    for slot in sl:
-      v = slot.numpy()
-      assert (v[grown] == 0).all() and (v[pruned] == 0).all()
-      assert np.abs(v[kept]).sum() > 0  # kept state survives
-
-
 def test_pruned_weights_stay_zero_under_momentum_between_updates():
   # Momentum would revive a pruned weight if its slot were not zeroed.
   model = sparse_mlp(sparsity=0.7, interval=2, total=400)

@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 
 import itop_tf
-from itop_tf import core
-from itop_tf import distributions
 import keras3_helpers as helpers
 from growth_cases import ScaledGradient
 from keras3_helpers import value
@@ -44,12 +42,3 @@ def test_update_drops_by_the_rule_s_drop_scores(jit_compile):
     assert dropped.sum() == stats["regrown"][sw.name] > 0
     assert magnitude[dropped].min() >= magnitude[stayed].max()
 
-
-def test_initial_masks_come_from_the_one_shared_generator():
-  """The same seed gives the same masks on every front-end and backend."""
-  model = helpers.sparse_mlp(seed=5)
-  for w in itop_tf.find_wrappers(model):
-    for sw in w.sparse_weights:
-      want = distributions.exact_count_mask(
-          sw.shape, sw.count, core.kernel_seed(w.seed, sw.index))
-      np.testing.assert_array_equal(value(sw.mask), want)

@@ -2,7 +2,8 @@
 
 They are exact zeros in the variables; training masks only their gradients,
 inference masks the kernel itself, and an optimizer that moves zero weights
-(Muon) gets the masked forward pass in training too.
+(Muon) gets the masked forward pass in training too. The cases both
+front-ends share are in tests/keras3/test_contract.py; these are Keras 3's own.
 """
 
 import keras
@@ -64,31 +65,6 @@ def _write_inactive(model, number):
     w = value(sw.weight).copy()
     w[~value(sw.mask)] = number
     sw.weight.assign(w)
-
-
-def test_training_reads_the_kernel_as_it_is_and_inference_masks_it():
-  model = helpers.sparse_mlp(sparsity=0.8)
-  x, _ = helpers.toy_data(n=32)
-  want = value(model(x))
-  _write_inactive(model, 5.0)  # behind the wrapper's back
-  np.testing.assert_array_equal(value(model(x)), want)
-  np.testing.assert_array_equal(model.predict(x, verbose=0), want)
-  # Training does not copy the kernel masked: it relies on the zeros.
-  assert np.abs(value(model(x, training=True)) - want).max() > 1.0
-
-
-def test_fit_zeroes_weights_written_into_inactive_entries_before_it():
-  model = helpers.compile_model(helpers.sparse_mlp(sparsity=0.8),
-                               keras.optimizers.SGD(0.0))
-  x, y = helpers.toy_data(n=32)
-  want = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
-  _write_inactive(model, 5.0)
-  hist = model.fit(x, y, batch_size=32, epochs=1, verbose=0,
-                   callbacks=[itop_tf.ITOPCallback()])
-  assert hist.history["loss"][0] == pytest.approx(want, rel=1e-5)
-  helpers.sync(model)
-  assert all(np.all(value(sw.weight)[~value(sw.mask)] == 0)
-             for sw in helpers.kernels(model))
 
 
 class _MySGD(keras.optimizers.SGD):

@@ -17,29 +17,6 @@ def _state(model):
            value(sw.weight).copy()) for sw in helpers.kernels(model)]
 
 
-def test_keras_file_brings_back_masks_union_schedule_and_growth(tmp_path):
-  model = helpers.compile_model(helpers.sparse_mlp(grow="gradient",
-                                                 interval=3, seed=5))
-  x, y = helpers.toy_data()
-  model.fit(x, y, batch_size=32, epochs=1, verbose=0,
-            callbacks=[itop_tf.ITOPCallback()])
-  path = os.path.join(tmp_path, "m.keras")
-  model.save(path)
-  loaded = keras.models.load_model(path)
-  for (m, u, w), (m2, u2, w2) in zip(_state(model), _state(loaded)):
-    np.testing.assert_array_equal(m, m2)
-    np.testing.assert_array_equal(u, u2)
-    np.testing.assert_array_equal(w, w2)
-  wrappers = itop_tf.find_wrappers(loaded)
-  assert [w.grow for w in wrappers] == ["gradient", "gradient"]
-  assert wrappers[0].schedule == itop_tf.find_wrappers(model)[0].schedule
-  assert wrappers[0].seed == itop_tf.find_wrappers(model)[0].seed
-  assert itop_tf.exploration_rate(loaded) == itop_tf.exploration_rate(model)
-  assert int(value(loaded.optimizer.iterations)) == 8
-  np.testing.assert_allclose(loaded.predict(x, verbose=0),
-                             model.predict(x, verbose=0), atol=1e-6)
-
-
 class _Interrupt(keras.callbacks.Callback):
 
   def __init__(self, at_step):

@@ -250,49 +250,6 @@ def test_captured_gradient_keeps_its_value_where_the_gradient_is_not_finite(
   np.testing.assert_allclose(value(stored), want, rtol=1e-6)
 
 
-OPTIMIZERS = {
-    "sgd_nesterov": lambda: keras.optimizers.SGD(0.05, momentum=0.9,
-                                                 nesterov=True),
-    "adam": lambda: keras.optimizers.Adam(1e-2),
-    "adamw": lambda: keras.optimizers.AdamW(1e-2, weight_decay=1e-3),
-    "loss_scale": lambda: keras.optimizers.LossScaleOptimizer(
-        keras.optimizers.SGD(0.05, momentum=0.9)),
-}
-
-
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_grown_weights_start_at_zero_with_zeroed_optimizer_slots(name):
-  model = helpers.compile_model(
-      helpers.sparse_mlp(grow="random", interval=1000, total=4000),
-      OPTIMIZERS[name]())
-  x, y = helpers.toy_data()
-  model.fit(x, y, batch_size=32, epochs=1, verbose=0)
-  updater = itop_tf.MaskUpdater(model)
-  updater.initialize()
-  sw = helpers.kernels(model)[0]
-  slots = itop_tf.keras3.frontend.optimizer_slots(model.optimizer, sw.weight)
-  assert slots, "no optimizer slots found"
-  old_mask = value(sw.mask)
-  assert all(np.abs(value(s)[old_mask]).sum() > 0 for s in slots)
-  # Inactive entries carry non-zero weights and slot values, so an update
-  # that kept them where it grows (not zeroing grown entries) would show.
-  for var, fill in [(sw.weight, 7.0)] + [(s, 3.0) for s in slots]:
-    var.assign(np.where(old_mask, value(var), fill).astype("float32"))
-  old_w = value(sw.weight)
-  old_slots = [value(s) for s in slots]
-  stats = updater.update(1000)
-  new_mask, new_w = value(sw.mask), value(sw.weight)
-  grown = new_mask & ~old_mask
-  kept = new_mask & old_mask
-  assert grown.sum() == stats["regrown"]["fc1"] > 0
-  assert np.all(new_w[grown] == 0) and np.all(new_w[~new_mask] == 0)
-  np.testing.assert_array_equal(new_w[kept], old_w[kept])
-  for old, s in zip(old_slots, slots):
-    s = value(s)
-    assert np.all(s[~new_mask] == 0) and np.all(s[grown] == 0)
-    np.testing.assert_array_equal(s[kept], old[kept])
-
-
 def test_the_step_after_an_update_trains_with_the_new_mask():
   """fit, update from the callback, then the next compiled step sees it."""
   model = helpers.compile_model(
@@ -328,22 +285,6 @@ def test_cosine_prune_fraction_sets_how_many_connections_move():
     left = (old & ~new).sum()
     # k pruned; random regrowth may pick a few of them back.
     assert k * 0.5 <= left <= k
-
-
-def test_strip_gives_the_same_predictions_with_exact_zeros():
-  model = helpers.compile_model(helpers.sparse_mlp(grow="gradient"))
-  x, y = helpers.toy_data()
-  model.fit(x, y, batch_size=32, epochs=1, verbose=0,
-            callbacks=[itop_tf.ITOPCallback()])
-  plain = itop_tf.strip(model)
-  assert not itop_tf.find_wrappers(plain)
-  np.testing.assert_allclose(plain.predict(x, verbose=0),
-                             model.predict(x, verbose=0), atol=1e-6)
-  helpers.sync(model)
-  for sw, layer in zip(helpers.kernels(model), ["fc1", "fc2"]):
-    kernel = plain.get_layer(layer).kernel
-    np.testing.assert_array_equal(value(kernel) != 0,
-                                  value(sw.mask) & (value(sw.weight) != 0))
 
 
 def test_hand_wrapped_layers_in_a_subclassed_model_are_found():
