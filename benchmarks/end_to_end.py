@@ -58,7 +58,7 @@ import numpy as np
 
 from benchmarks import harness
 from launchers import datasets
-from launchers import fashion_mnist_offline
+from launchers import idx_files
 from launchers import launcher_flags
 from launchers import models
 
@@ -99,7 +99,7 @@ def define_flags(flag_values=flags.FLAGS):
   define("integer", "seed", 0, "Seed of every run.")
   define("integer", "train_examples", 0, "Use the first N training examples "
          "(0: all 60000); for smoke tests.")
-  define("string", "data_dir", fashion_mnist_offline.DEFAULT_DIR,
+  define("string", "data_dir", idx_files.DEFAULT_DIR,
          "Directory of the four Fashion-MNIST IDX .gz files.")
   define("string", "official_code", None, "Directory of a checkout of the "
          "paper's official code (its sparselearning/ package): adds "
@@ -195,9 +195,7 @@ def load_data(data_dir, train_examples=0):
   spec = datasets.DATASETS["fashion_mnist"]
   out = []
   for split in ("train", "test"):
-    images, labels = fashion_mnist_offline.FILES[split]
-    x = fashion_mnist_offline.read_idx(os.path.join(data_dir, images))
-    y = fashion_mnist_offline.read_idx(os.path.join(data_dir, labels))
+    x, y = idx_files.load(split, data_dir)
     if split == "train" and train_examples:
       x, y = x[:train_examples], y[:train_examples]
     x = (x[..., None].astype("float32") / 255.0 - spec.mean[0]) / spec.std[0]

@@ -2,8 +2,8 @@
 # The Keras 3 GPU figures on a machine with JAX and PyTorch but no
 # TensorFlow (the GPU machine lent to this project: TensorFlow and its CUDA 12
 # libraries do not fit what a call may carry there). Every benchmark runs
-# through benchmarks/without_tensorflow.py, which lets itop_tf import without
-# TensorFlow and fails on any use of it.
+# through benchmarks/without_tensorflow.py, which hides TensorFlow before the
+# benchmark loads, so that no figure can go through it.
 #
 #   bash benchmarks/gpu_keras3.sh [OUT_DIR [PART...]]  # OUT_DIR: gpu_results
 #

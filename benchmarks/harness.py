@@ -21,6 +21,9 @@ Example:
 >>> times = timer.run(10)   # the 10th step ends with a mask update
 """
 
+# The annotations name tf_keras classes: not evaluated, not imported.
+from __future__ import annotations
+
 import dataclasses
 import os
 import platform
@@ -32,12 +35,17 @@ from absl import flags
 from absl import logging
 import itop_tf
 import numpy as np
-import tensorflow as tf
-import tensorflow_model_optimization as tfmot
-import tf_keras as keras
+
 
 from launchers import launcher_flags
+from launchers import lazy_imports
 from launchers import models
+
+# Imported where the tf_keras variants use them: the Keras 3 benchmarks
+# run on JAX and PyTorch hosts without TensorFlow.
+tf = lazy_imports.TENSORFLOW
+tfmot = lazy_imports.TFMOT
+keras = lazy_imports.TF_KERAS
 
 VARIANTS = ("dense", "tfmot", "itop")
 
@@ -87,7 +95,7 @@ def keras_of(frontend):
     The `tf_keras` or `keras` module.
   """
   if frontend == "tf_keras":
-    return keras
+    return keras.load()
   import keras as keras3  # pylint: disable=g-import-not-at-top
   return keras3
 

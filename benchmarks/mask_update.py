@@ -30,11 +30,13 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import itop_tf
 from absl import flags
 import numpy as np
-import tf_keras as keras
 
 from benchmarks import harness
 from launchers import launcher_flags
+from launchers import lazy_imports
 from launchers import models
+
+keras = lazy_imports.TF_KERAS  # the tf_keras variant's
 
 WIDTH = 1024
 # (column name, jit_compile): in the backend, or in NumPy on the host.

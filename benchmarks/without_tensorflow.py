@@ -1,15 +1,13 @@
 r"""Runs a Keras 3 benchmark on JAX or PyTorch where TensorFlow is absent.
 
-`import itop_tf` needs no TensorFlow (tests/keras3/test_without_tensorflow.py),
-but the benchmarks' shared parts still import it: `benchmarks/harness.py`
-(tf_keras and TF-MOT for the tf_keras variants) and the launchers' modules
-(`models`, `datasets`: TensorFlow and TFDS). The GPU machine lent to this
-project has JAX and PyTorch but no TensorFlow. This runner lets the
-benchmark's imports succeed with stand-ins for those packages, then hides
-them again: Keras 3 then sees no TensorFlow, importing it raises, and any
-use of a stand-in raises, so a figure measured this way cannot have gone
-through TensorFlow. It goes once the launchers and the harness import
-TensorFlow only where they use it.
+Neither `import itop_tf` (tests/keras3/test_without_tensorflow.py) nor the
+benchmarks and launchers they import need TensorFlow: those import it, TFDS,
+tf_keras and TF-MOT where they use them (launchers/lazy_imports.py). This
+runner makes sure of it where a figure is taken: it hides the four packages
+before anything is imported, so Keras 3 sees no TensorFlow and any use of
+one is an ImportError. A figure measured through it cannot have gone
+through TensorFlow. The GPU machine lent to this project has JAX and PyTorch
+but no TensorFlow.
 
 MODULE is a benchmark of `benchmarks/` with `define_flags` and `run`; each
 row its `measure`/`measure_keras3` returns also prints at once ("ROW ..."),
@@ -31,79 +29,27 @@ process: the runner sets it so that the children run through it too.
 
 import importlib
 import importlib.abc
-import importlib.machinery
 import json
 import os
 import platform
 import sys
-import types
 
-STANDING_IN = ("tensorflow", "tf_keras", "tensorflow_model_optimization",
-               "tensorflow_datasets")
-
-
-def _stand_in(path):
-  """A class standing in for `path`: attributes are stand-ins, calls raise."""
-  return _StandIn(path.rsplit(".", 1)[-1], (), {"_path": path})
-
-
-class _StandIn(type):
-
-  def __getattr__(cls, name):
-    if name.startswith("__"):
-      raise AttributeError(name)
-    return _stand_in(f"{cls._path}.{name}")
-
-  def __call__(cls, *args, **kwargs):
-    if "_path" not in cls.__dict__:  # a class built on a stand-in (TFDS)
-      return super().__call__(*args, **kwargs)
-    if cls._path in AT_IMPORT:
-      return AT_IMPORT[cls._path](*args, **kwargs)
-    raise RuntimeError(f"{cls._path} used without TensorFlow "
-                       "(benchmarks/without_tensorflow.py)")
-
-
-# Called while the benchmark's modules load.
-AT_IMPORT = {"tensorflow_datasets.core.Version": str}
-
-
-class _Module(types.ModuleType):
-
-  def __getattr__(self, name):
-    if name.startswith("__"):
-      raise AttributeError(name)
-    return _stand_in(f"{self.__name__}.{name}")
-
-
-class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-
-  def find_spec(self, fullname, path, target=None):
-    del path, target
-    if fullname.split(".")[0] in STANDING_IN:
-      return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-    return None
-
-  def create_module(self, spec):
-    module = _Module(spec.name)
-    module.__path__ = []
-    return module
-
-  def exec_module(self, module):
-    del module
+HIDDEN = ("tensorflow", "tf_keras", "tensorflow_model_optimization",
+          "tensorflow_datasets")
 
 
 class _Absent(importlib.abc.MetaPathFinder):
 
   def find_spec(self, fullname, path, target=None):
     del path, target
-    if fullname.split(".")[0] in STANDING_IN:
+    if fullname.split(".")[0] in HIDDEN:
       raise ModuleNotFoundError(
           f"No module named {fullname!r} (benchmarks/without_tensorflow.py)")
     return None
 
 
 def import_without_tensorflow(*names):
-  """Imports modules `names` with the stand-ins, then hides TensorFlow.
+  """Hides TensorFlow's packages, then imports modules `names`.
 
   Returns:
     The imported modules.
@@ -111,27 +57,19 @@ def import_without_tensorflow(*names):
   Raises:
     ValueError: KERAS_BACKEND is tensorflow (or unset), or TensorFlow is
       already imported.
+    ImportError: a module imports TensorFlow (or TFDS, tf_keras, TF-MOT).
   """
   import keras  # pylint: disable=g-import-not-at-top
   if keras.backend.backend() not in ("jax", "torch"):
     raise ValueError(
         "benchmarks/without_tensorflow.py runs Keras 3 on JAX or PyTorch: "
         f"set KERAS_BACKEND=jax or torch (now {keras.backend.backend()!r}).")
-  already = sorted(n for n in sys.modules if n.split(".")[0] in STANDING_IN)
+  already = sorted(n for n in sys.modules if n.split(".")[0] in HIDDEN)
   if already:
     raise ValueError(f"{already[0]} is already imported: run this module "
                      "first, in a fresh process.")
-  finder = _StandInFinder()
-  sys.meta_path.insert(0, finder)
-  try:
-    modules = [importlib.import_module(n) for n in names]
-  finally:
-    sys.meta_path.remove(finder)
-    for name in list(sys.modules):
-      if name.split(".")[0] in STANDING_IN:
-        del sys.modules[name]
-    sys.meta_path.insert(0, _Absent())
-  return modules
+  sys.meta_path.insert(0, _Absent())
+  return [importlib.import_module(n) for n in names]
 
 
 def machine():
@@ -172,7 +110,7 @@ def main(argv):
   flags.FLAGS(argv[1:])
   logging.set_verbosity(logging.WARNING)
   module.run(flags.FLAGS)
-  loaded = sorted(n for n in sys.modules if n.split(".")[0] in STANDING_IN)
+  loaded = sorted(n for n in sys.modules if n.split(".")[0] in HIDDEN)
   print(f"TensorFlow modules loaded: {', '.join(loaded) or 'none'}")
 
 

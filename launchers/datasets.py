@@ -28,12 +28,13 @@ import dataclasses
 from typing import Optional, Tuple
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_datasets as tfds
 
-from launchers import fashion_mnist_offline
+from launchers import idx_files
+from launchers import lazy_imports
 
-AUTOTUNE = tf.data.AUTOTUNE
+# Imported on first use, so that the specs and names here load without them.
+tf = lazy_imports.TENSORFLOW
+tfds = lazy_imports.TENSORFLOW_DATASETS
 _SHUFFLE_BUFFER = {"imagenet2012": 10000}  # encoded JPEGs, about 1 GiB
 
 
@@ -76,7 +77,7 @@ DATASETS = {
     "fashion_mnist": DatasetSpec(
         "fashion_mnist", "fashion_mnist_offline", "train", "test", 10,
         (28, 28, 1), (0.2860,), (0.3530,),
-        manual_dir=fashion_mnist_offline.DEFAULT_DIR),
+        manual_dir=idx_files.DEFAULT_DIR),
 }
 
 
@@ -98,6 +99,8 @@ def builder(spec, data_dir=None, manual_dir=None):
   Returns:
     A `tfds.core.DatasetBuilder` ready for `as_dataset`.
   """
+  # Registers the Fashion-MNIST builder with TFDS.
+  from launchers import fashion_mnist_offline  # pylint: disable=g-import-not-at-top,unused-import
   b = tfds.builder(spec.tfds_name, data_dir=data_dir)
   manual_dir = manual_dir or spec.manual_dir
   config = tfds.download.DownloadConfig(manual_dir=manual_dir)
@@ -232,17 +235,17 @@ def make_train_fn(spec, b, global_batch, seed, steps_per_epoch, start_step,
       stream = stream.batch(batch, drop_remainder=True)
       stream = stream.map(
           lambda image, label: preprocess_eval(image, label, spec),
-          num_parallel_calls=AUTOTUNE, deterministic=True)
-      return stream.map(_one_hot(spec.num_classes)).prefetch(AUTOTUNE)
+          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      return stream.map(_one_hot(spec.num_classes)).prefetch(tf.data.AUTOTUNE)
     first = first_epoch * per_epoch + offset * per_step
     positions = tf.data.Dataset.range(first, tf.int64.max)
     stream = tf.data.Dataset.zip((stream, positions))
     stream = stream.map(
         lambda example, i: preprocess_train(*example, i, spec, base_seed),
-        num_parallel_calls=AUTOTUNE, deterministic=True)
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     stream = stream.map(_one_hot(spec.num_classes))
     stream = stream.batch(batch, drop_remainder=True)
-    return stream.prefetch(AUTOTUNE)
+    return stream.prefetch(tf.data.AUTOTUNE)
 
   return dataset_fn
 
@@ -255,12 +258,12 @@ def make_eval_dataset(spec, b, global_batch):
   """
   ds = _as_dataset(b, spec, spec.test_split)
   ds = ds.map(lambda image, label: preprocess_eval(image, label, spec),
-              num_parallel_calls=AUTOTUNE)
+              num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.map(_one_hot(spec.num_classes)).batch(global_batch)
   options = tf.data.Options()
   options.experimental_distribute.auto_shard_policy = (
       tf.data.experimental.AutoShardPolicy.DATA)
-  return ds.with_options(options).prefetch(AUTOTUNE)
+  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def calibration_inputs(spec, b, count=200):
@@ -270,7 +273,7 @@ def calibration_inputs(spec, b, count=200):
   """
   ds = _as_dataset(b, spec, spec.train_split).take(count).map(
       lambda image, label: preprocess_eval(image, label, spec)[0],
-      num_parallel_calls=AUTOTUNE)
+      num_parallel_calls=tf.data.AUTOTUNE)
   return np.stack(list(ds.as_numpy_iterator()))
 
 

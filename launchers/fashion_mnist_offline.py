@@ -16,44 +16,15 @@ Example:
 >>> ds = builder.as_dataset(split="train", as_supervised=True)
 """
 
-import gzip
 import os
 
-import numpy as np
 import tensorflow_datasets as tfds
 
-DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
-FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-
-
-def read_idx(path):
-  """Reads a gzipped IDX file into a numpy array.
-
-  Args:
-    path: a `.gz` IDX file (magic 0x0801 for labels, 0x0803 for images).
-
-  Returns:
-    A uint8 array: `(n,)` for labels, `(n, rows, cols)` for images.
-
-  Raises:
-    ValueError: the file is not an unsigned-byte IDX file, or is truncated.
-  """
-  with gzip.open(path, "rb") as f:
-    data = f.read()
-  if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-    raise ValueError(f"{path} is not an unsigned-byte IDX file.")
-  ndim = data[3]
-  dims = np.frombuffer(data, dtype=">u4", count=ndim, offset=4).astype(int)
-  body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-  if body.size != int(np.prod(dims)):
-    raise ValueError(f"{path} holds {body.size} bytes of data, its header "
-                     f"says {tuple(dims)}.")
-  return body.reshape(tuple(dims))
+# The files and their reader need no TensorFlow: launchers/idx_files.py.
+from launchers.idx_files import CLASS_NAMES
+from launchers.idx_files import DEFAULT_DIR
+from launchers.idx_files import FILES
+from launchers.idx_files import read_idx
 
 
 class FashionMnistOffline(tfds.core.GeneratorBasedBuilder):

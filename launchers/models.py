@@ -23,7 +23,9 @@ Example:
 >>> model3 = build("resnet20_cifar", (32, 32, 3), 10, keras_module=keras)
 """
 
-import tf_keras
+from launchers import lazy_imports
+
+tf_keras = lazy_imports.TF_KERAS  # imported when a tf_keras model is built
 
 
 def resnet50(input_shape, num_classes, keras=tf_keras):

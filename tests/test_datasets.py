@@ -8,9 +8,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from fashion_files import write_fashion_mnist
 from fashion_files import write_idx
 from launchers import datasets
-from launchers import fashion_mnist_offline
+from launchers import idx_files
 
 CTX = tf.distribute.InputContext()
 
@@ -24,9 +25,9 @@ def test_read_idx_round_trips_images_and_labels(tmp_path):
   write_idx(tmp_path / "i.gz", images)
   write_idx(tmp_path / "l.gz", [7, 1])
   np.testing.assert_array_equal(
-      fashion_mnist_offline.read_idx(tmp_path / "i.gz"), images)
+      idx_files.read_idx(tmp_path / "i.gz"), images)
   np.testing.assert_array_equal(
-      fashion_mnist_offline.read_idx(tmp_path / "l.gz"), [7, 1])
+      idx_files.read_idx(tmp_path / "l.gz"), [7, 1])
 
 
 def test_read_idx_rejects_truncated_and_foreign_files(tmp_path):
@@ -35,11 +36,26 @@ def test_read_idx_rejects_truncated_and_foreign_files(tmp_path):
   with gzip.open(tmp_path / "short.gz", "wb") as f:
     f.write(data[:-1])
   with pytest.raises(ValueError, match="header says"):
-    fashion_mnist_offline.read_idx(tmp_path / "short.gz")
+    idx_files.read_idx(tmp_path / "short.gz")
   with gzip.open(tmp_path / "png.gz", "wb") as f:
     f.write(b"\x89PNG....")
   with pytest.raises(ValueError, match="not an unsigned-byte IDX"):
-    fashion_mnist_offline.read_idx(tmp_path / "png.gz")
+    idx_files.read_idx(tmp_path / "png.gz")
+
+
+def test_load_reads_a_split_and_names_missing_files(tmp_path):
+  directory = write_fashion_mnist(str(tmp_path / "idx"), n_train=40,
+                                  n_test=8)
+  images, labels = idx_files.load("test", directory)
+  assert images.shape == (8, 28, 28) and images.dtype == np.uint8
+  assert labels.shape == (8,) and labels.max() < 10
+  np.testing.assert_array_equal(images, idx_files.read_idx(
+      os.path.join(directory, "t10k-images-idx3-ubyte.gz")))
+  os.remove(os.path.join(directory, "train-labels-idx1-ubyte.gz"))
+  with pytest.raises(FileNotFoundError, match="apt-get install dataset-fash"):
+    idx_files.load("train", directory)
+  with pytest.raises(ValueError, match="'train', 'test'|\\['test', 'train'\\]"):
+    idx_files.load("validation", directory)
 
 
 def test_builder_prepares_the_idx_files_as_a_tfds_dataset(fashion_data):
@@ -50,9 +66,9 @@ def test_builder_prepares_the_idx_files_as_a_tfds_dataset(fashion_data):
   image, label = next(iter(b.as_dataset(split="test", as_supervised=True,
                                         shuffle_files=False)))
   assert image.shape == (28, 28, 1) and image.dtype == tf.uint8
-  raw_images = fashion_mnist_offline.read_idx(
+  raw_images = idx_files.read_idx(
       os.path.join(manual, "t10k-images-idx3-ubyte.gz"))
-  raw_labels = fashion_mnist_offline.read_idx(
+  raw_labels = idx_files.read_idx(
       os.path.join(manual, "t10k-labels-idx1-ubyte.gz"))
   # Every test example is there with its label (TFDS reorders them).
   match = np.flatnonzero((raw_images == image.numpy()[..., 0]).all(axis=(1, 2)))
@@ -88,9 +104,9 @@ def test_unaugmented_batches_are_the_normalised_examples_and_labels(
   spec = datasets.DATASETS["fashion_mnist"]
   x, y = next(iter(_stream(fashion_data[0], 0)))
   assert x.shape == (32, 28, 28, 1) and y.shape == (32, 10)
-  raw = fashion_mnist_offline.read_idx(
+  raw = idx_files.read_idx(
       os.path.join(fashion_data[1], "train-images-idx3-ubyte.gz"))
-  raw_labels = fashion_mnist_offline.read_idx(
+  raw_labels = idx_files.read_idx(
       os.path.join(fashion_data[1], "train-labels-idx1-ubyte.gz"))
   pixels = np.round((x.numpy()[..., 0] * spec.std[0] + spec.mean[0]) * 255)
   for image, one_hot in zip(pixels, y.numpy()):

@@ -136,3 +136,50 @@ def test_installing_itop_tf_alone_brings_no_tensorflow():
   assert {"jax", "torch", "tf_keras", "tensorflow"} <= set(extras)
   assert any(r.startswith("tensorflow-model-optimization")
              for r in extras["tf_keras"])
+
+
+# What the Keras 3 benchmarks load: TensorFlow, TFDS, tf_keras and TF-MOT are
+# imported where used (launchers/lazy_imports.py), so these load without them.
+TENSORFLOW_FREE_SCRIPTS = (
+    "launchers/datasets.py", "launchers/idx_files.py",
+    "launchers/launcher_flags.py", "launchers/lazy_imports.py",
+    "launchers/models.py", "benchmarks/harness.py",
+    "benchmarks/end_to_end.py", "benchmarks/keras3_memory.py",
+    "benchmarks/keras3_steps.py", "benchmarks/mask_update.py",
+    "benchmarks/step_overhead.py", "benchmarks/without_tensorflow.py")
+
+
+def _script_imports(path):
+  """Top-level imports of a launcher or benchmark file: `from launchers
+  import x` counts as launchers.x (these folders hold no packages)."""
+  tree = ast.parse(open(path, encoding="utf-8").read())
+  found = set()
+  for node in tree.body:
+    if isinstance(node, ast.Import):
+      found.update(a.name for a in node.names)
+    elif isinstance(node, ast.ImportFrom):
+      found.update(f"{node.module}.{a.name}" for a in node.names)
+  return found
+
+
+@pytest.mark.parametrize("path", TENSORFLOW_FREE_SCRIPTS)
+def test_keras3_benchmarks_and_their_launcher_parts_load_without_tensorflow(
+    path):
+  imports = _script_imports(os.path.join(os.path.dirname(ROOT), path))
+  hidden = set(TENSORFLOW) | {"tensorflow_datasets"}
+  assert not {m.split(".")[0] for m in imports} & hidden, sorted(imports)
+  # ... nor through the launcher modules they import.
+  for module in imports:
+    if module.startswith(("launchers.", "benchmarks.")):
+      assert module.replace(".", "/") + ".py" in TENSORFLOW_FREE_SCRIPTS, (
+          path, module)
+
+
+def test_a_lazy_module_imports_on_first_use_and_names_the_extra():
+  from launchers import lazy_imports  # pylint: disable=g-import-not-at-top
+  missing = lazy_imports.LazyModule("no_such_module_here", "tf_keras")
+  assert "no_such_module_here" in repr(missing)  # no import yet
+  with pytest.raises(ImportError, match=r"pip install itop_tf\[tf_keras\]"):
+    missing.anything  # pylint: disable=pointless-statement
+  json = lazy_imports.LazyModule("json", "none")
+  assert json.dumps([1]) == "[1]"
