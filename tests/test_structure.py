@@ -33,8 +33,13 @@ def _modules():
 MODULES = _modules()
 
 
-def top_level_imports(path, package):
-  """Modules imported when the module at `path` loads (not in functions)."""
+def top_level_imports(path, package, known=None):
+  """Modules imported when the module at `path` loads (not in functions).
+
+  `from a import b` counts as a.b where a.b is in `known` (default: the
+  package's modules), else as a.
+  """
+  known = MODULES if known is None else known
   tree = ast.parse(open(path, encoding="utf-8").read())
   found = set()
   for node in tree.body:
@@ -48,7 +53,7 @@ def top_level_imports(path, package):
       # `from a import b` loads a.b where that is a module, else a.
       for a in node.names:
         sub = f"{base}.{a.name}"
-        found.add(sub if sub in MODULES else base)
+        found.add(sub if sub in known else base)
   return found
 
 
@@ -149,23 +154,14 @@ TENSORFLOW_FREE_SCRIPTS = (
     "benchmarks/step_overhead.py", "benchmarks/without_tensorflow.py")
 
 
-def _script_imports(path):
-  """Top-level imports of a launcher or benchmark file: `from launchers
-  import x` counts as launchers.x (these folders hold no packages)."""
-  tree = ast.parse(open(path, encoding="utf-8").read())
-  found = set()
-  for node in tree.body:
-    if isinstance(node, ast.Import):
-      found.update(a.name for a in node.names)
-    elif isinstance(node, ast.ImportFrom):
-      found.update(f"{node.module}.{a.name}" for a in node.names)
-  return found
-
-
 @pytest.mark.parametrize("path", TENSORFLOW_FREE_SCRIPTS)
 def test_keras3_benchmarks_and_their_launcher_parts_load_without_tensorflow(
     path):
-  imports = _script_imports(os.path.join(os.path.dirname(ROOT), path))
+  repo = os.path.dirname(ROOT)
+  scripts = {f"{folder}.{f[:-3]}" for folder in ("launchers", "benchmarks")
+             for f in os.listdir(os.path.join(repo, folder))
+             if f.endswith(".py")}
+  imports = top_level_imports(os.path.join(repo, path), "", known=scripts)
   hidden = set(TENSORFLOW) | {"tensorflow_datasets"}
   assert not {m.split(".")[0] for m in imports} & hidden, sorted(imports)
   # ... nor through the launcher modules they import.
