@@ -57,6 +57,10 @@ def _clone(model, make_layer, frontend):
   def clone_fn(layer):
     if isinstance(layer, frontend.keras.Model):
       return _clone(layer, make_layer, frontend)
+    if not hasattr(layer, "set_weights"):
+      # A raw op of a Keras 3 functional graph (`h + x`, `h[:, 0]`,
+      # `keras.ops.mean`): no weights to copy, nothing to make sparse.
+      return _fresh(layer)
     new, copy = make_layer(layer)
     copies.append((new, copy))
     return new

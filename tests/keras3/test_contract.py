@@ -303,3 +303,39 @@ def test_rigl_itop_learns_digits_at_90_percent_sparsity(keras_module):
   for sw in frontend.sparse_weights(model):
     kernel = plain.get_layer(sw.wrapper.layer.name).kernel
     assert np.count_nonzero(frontend.to_numpy(kernel)) <= sw.count
+
+
+def _model_with_raw_ops(k):
+  """A functional MLP with ops that are no layers: `+`, slicing, keras.ops."""
+  inp = k.Input((16,))
+  h = k.layers.Dense(16, activation="relu", name="fc1")(inp)
+  h = h + inp
+  h = h - h[:, :1]  # slicing (PyTorch takes no negative step)
+  if k is keras:
+    h = keras.ops.mean(keras.ops.stack([h, 2.0 * h]), axis=0)
+  return k.Model(inp, k.layers.Dense(4, name="fc2")(h))
+
+
+def test_raw_ops_in_a_functional_graph_are_cloned_not_wrapped(keras_module,
+                                                              tmp_path):
+  model = itop_tf.sparsify(
+      _model_with_raw_ops(keras_module), sparsity=0.8, grow="gradient",
+      schedule=itop_tf.RegrowthSchedule(update_interval=3, total_steps=200))
+  model.compile(keras_module.optimizers.SGD(0.05, momentum=0.9),
+                keras_module.losses.SparseCategoricalCrossentropy(
+                    from_logits=True))
+  _fit(model)
+  kernels = _state(model)
+  assert [sw.wrapper.layer.name for sw in itop_tf.find_wrappers(model)
+          for sw in sw.sparse_weights] == ["fc1", "fc2"]
+  for mask, weight, union, count in kernels:
+    assert mask.sum() == count and np.all(weight[~mask] == 0)
+    assert union.sum() > count  # the updates moved the masks
+  x, _ = model_cases.toy_data(n=32)
+  want = model.predict(x, verbose=0)
+  plain = itop_tf.strip(model)
+  np.testing.assert_allclose(plain.predict(x, verbose=0), want, atol=1e-5)
+  path = os.path.join(tmp_path, "model.keras")
+  model.save(path)
+  np.testing.assert_allclose(_load(keras_module, path).predict(x, verbose=0),
+                             want, atol=1e-6)
