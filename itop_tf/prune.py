@@ -114,7 +114,10 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
     A new model of the same Keras with `PruneAndRegrow` layers
     (`itop_tf.keras3.PruneAndRegrow` on Keras 3,
     `itop_tf.tf_keras.PruneAndRegrow` on tf_keras) and the `itop_rate`
-    metric (`ExplorationRate`) in its `metrics`.
+    metric (`ExplorationRate`) in its `metrics`. A subclass of `keras.Model` built
+    with the functional API (e.g. a KerasHub backbone) comes back as a plain
+    functional model with its graph: the subclass' own methods are not
+    carried over, as with `keras.models.clone_model`.
 
   Raises:
     ValueError: bad sparsity, distribution, grow method or schedule; a

@@ -15,6 +15,7 @@ import contextlib
 import functools
 
 import keras
+from keras.src.models import functional  # no public name
 
 from itop_tf import array_ops
 from itop_tf import frontends
@@ -121,8 +122,11 @@ class Keras3Frontend(frontends.Frontend):
     return wrapper_lib.prunable_kernels(layer)
 
   def is_functional(self, model):
-    return isinstance(model, keras.Sequential) or (
-        type(model).__name__ == "Functional")
+    # A subclass of keras.Model whose __init__ calls
+    # super().__init__(inputs, outputs) (KerasHub's backbones and task
+    # models) is a Functional too. Keras exports no public name for the
+    # class.
+    return isinstance(model, (keras.Sequential, functional.Functional))
 
   def to_numpy(self, value):
     return keras.ops.convert_to_numpy(value)

@@ -339,3 +339,32 @@ def test_raw_ops_in_a_functional_graph_are_cloned_not_wrapped(keras_module,
   model.save(path)
   np.testing.assert_allclose(_load(keras_module, path).predict(x, verbose=0),
                              want, atol=1e-6)
+
+
+def _functional_subclass(k):
+  """A keras.Model subclass built with the functional API (as KerasHub's
+  backbones are): a Functional, not a subclassed model."""
+
+  class Backbone(k.Model):
+
+    def __init__(self, hidden=32, **kwargs):
+      inp = k.Input((16,))
+      h = k.layers.Dense(hidden, activation="relu", name="fc1")(inp)
+      super().__init__(inp, k.layers.Dense(4, name="fc2")(h), **kwargs)
+      self.hidden = hidden
+
+  return Backbone()
+
+
+def test_a_functional_subclass_is_sparsified_as_its_graph(keras_module):
+  model = _functional_subclass(keras_module)
+  sparse = itop_tf.sparsify(model, sparsity=0.8, seed=0,
+                            schedule=itop_tf.RegrowthSchedule(3, 200))
+  assert isinstance(sparse, keras_module.Model)
+  sws = frontends.frontend_of(sparse).sparse_weights(sparse)
+  assert [sw.name for sw in sws] == ["fc1", "fc2"]
+  assert sum(sw.count for sw in sws) == round(0.2 * (16 * 32 + 32 * 4))
+  x, _ = model_cases.toy_data(n=32)
+  plain = itop_tf.strip(sparse)
+  np.testing.assert_allclose(plain.predict(x, verbose=0),
+                             sparse.predict(x, verbose=0), atol=1e-6)
