@@ -216,6 +216,9 @@ class PruneAndRegrow(keras.layers.Wrapper):
     self.seed = int(seed)
     if "dtype" not in kwargs:
       kwargs["dtype"] = layer.dtype_policy
+    # The wrapper takes the layer's name, so model.get_layer(name) still
+    # finds it (the inner layer is one level down and keeps it too).
+    kwargs.setdefault("name", layer.name)
     super().__init__(layer, **kwargs)
     self.sparse_weights = []
     # Masked forward pass in training too; MaskUpdater sets it for an

@@ -1,5 +1,6 @@
 """Keras 3 front-end: the invariants of DESIGN.md during `fit`, this backend."""
 
+import os
 import threading
 
 import keras
@@ -453,3 +454,12 @@ def test_keras_checkpoint_callbacks_keep_the_update_in_step(tmp_path,
   _, _, itop_cb = _fit_state(cb)
   assert itop_cb.off_thread == 0
   assert itop_cb.updater.last_stats["step"] == 12
+
+
+def test_wrapped_layers_keep_the_users_layer_names(tmp_path):
+  model = helpers.sparse_mlp()
+  assert [l.name for l in model.layers] == ["fc1", "fc2"]
+  assert model.get_layer("fc2").layer.name == "fc2"
+  path = os.path.join(tmp_path, "m.keras")
+  model.save(path)
+  assert keras.models.load_model(path).get_layer("fc1").layer.name == "fc1"
