@@ -100,7 +100,8 @@ def builder(spec, data_dir=None, manual_dir=None):
     A `tfds.core.DatasetBuilder` ready for `as_dataset`.
   """
   # Registers the Fashion-MNIST builder with TFDS.
-  from launchers import fashion_mnist_offline  # pylint: disable=g-import-not-at-top,unused-import
+  # pylint: disable-next=g-import-not-at-top,unused-import
+  from launchers import fashion_mnist_offline
   b = tfds.builder(spec.tfds_name, data_dir=data_dir)
   manual_dir = manual_dir or spec.manual_dir
   config = tfds.download.DownloadConfig(manual_dir=manual_dir)

@@ -8,7 +8,7 @@ and the benchmarks' NumPy path both read the files through them.
 Example:
 
 >>> from launchers import idx_files
->>> x_train, y_train = idx_files.load("train")  # uint8 (60000, 28, 28), (60000,)
+>>> x_train, y_train = idx_files.load("train")  # (60000, 28, 28), (60000,)
 """
 
 import gzip

@@ -36,12 +36,14 @@ def test_sparse_flops_scale_with_each_layers_density():
 
 def test_rigl_update_steps_pay_for_the_dense_gradient():
   f_d, f_s, steps, updates = 100.0, 10.0, 1000, 10
-  assert itop_tf.tf_keras.training_flops(f_d, f_s, steps, updates, "random") == (
-      3 * f_s * steps)
-  assert itop_tf.tf_keras.training_flops(f_d, f_s, steps, updates, "gradient") == (
+
+  def flops(grow):
+    return itop_tf.tf_keras.training_flops(f_d, f_s, steps, updates, grow)
+
+  assert flops("random") == 3 * f_s * steps
+  assert flops("gradient") == (
       3 * f_s * (steps - updates) + (2 * f_s + f_d) * updates)
-  assert itop_tf.tf_keras.training_flops(f_d, f_s, steps, updates, "momentum") == (
-      (2 * f_s + f_d) * steps)
+  assert flops("momentum") == (2 * f_s + f_d) * steps
 
 
 def test_flops_ratio_uses_schedule_and_multiplier():
@@ -50,9 +52,9 @@ def test_flops_ratio_uses_schedule_and_multiplier():
                            grow="gradient")
   f_d, f_s = itop_tf.tf_keras.forward_flops(model)
   expected = (3 * f_s * 91 + (2 * f_s + f_d) * 9) / (3 * f_d * 100)
-  assert itop_tf.tf_keras.training_flops_ratio(model) == pytest.approx(expected)
-  assert itop_tf.tf_keras.training_flops_ratio(model, multiplier=2) == pytest.approx(
-      2 * expected)
+  ratio = itop_tf.tf_keras.training_flops_ratio
+  assert ratio(model) == pytest.approx(expected)
+  assert ratio(model, multiplier=2) == pytest.approx(2 * expected)
 
 
 @pytest.mark.parametrize("interval,total,end,begin", [
