@@ -251,7 +251,8 @@ def strip(model, dtype=None):
     A new model of the same Keras without itop_tf layers.
 
   Raises:
-    ValueError: a subclassed model.
+    ValueError: a subclassed model, or wrappers inside custom layers (strip
+      cannot replace those).
   """
   frontend = frontends.frontend_of(model)
   _check_model(model, "itop_tf.strip", frontend)
@@ -268,4 +269,14 @@ def strip(model, dtype=None):
           values[j].dtype)
     return _fresh(inner, dtype), lambda n: n.set_weights(values)
 
-  return _clone(model, make_layer, frontend)
+  plain = _clone(model, make_layer, frontend)
+  left = frontend.find_wrappers(plain)
+  if left:
+    names = [w.name for w in left]
+    raise ValueError(
+        f"itop_tf.strip cannot reach the wrapped layers {names}: they sit inside custom layers, which strip rebuilds from their "
+        "config without looking inside. Strip them in the custom layer's "
+        "code (build it with the plain layer, and copy the wrapper's inner "
+        "layer weights with the kernel times its mask), or wrap only "
+        "top-level layers (itop_tf.sparsify does).")
+  return plain

@@ -366,3 +366,26 @@ def test_a_functional_subclass_is_sparsified_as_its_graph(keras_module):
   plain = itop_tf.strip(sparse)
   np.testing.assert_allclose(plain.predict(x, verbose=0),
                              sparse.predict(x, verbose=0), atol=1e-6)
+
+
+def test_strip_names_wrappers_inside_custom_layers_instead_of_keeping_them(
+    keras_module):
+  k = keras_module
+  wrapper = frontends.frontend_of(k.layers.Dense(1)).wrapper
+
+  class Block(k.layers.Layer):
+
+    def __init__(self, **kwargs):
+      super().__init__(**kwargs)
+      self.fc = wrapper(k.layers.Dense(8, name="inner_fc"),
+                        itop_tf.RegrowthSchedule(3, 100), density=0.5)
+
+    def call(self, x):
+      return self.fc(x)
+
+  inp = k.Input((16,))
+  model = k.Model(inp, k.layers.Dense(4, name="head")(Block()(inp)))
+  assert len(itop_tf.find_wrappers(model)) == 1
+  with pytest.raises(ValueError, match=r"cannot reach the wrapped layers "
+                     r"\['(prune_and_regrow_)?inner_fc'\]"):
+    itop_tf.strip(model)
