@@ -11,6 +11,7 @@ Example:
 >>> plain = itop_tf.strip(sparse)   # after training: plain layers, zeros kept
 """
 
+import fnmatch
 import numbers
 
 from absl import logging
@@ -82,7 +83,7 @@ def _fresh(layer, dtype=None):
 
 def sparsify(model, sparsity, schedule=None, distribution="erk",
              grow="random", dense_layers=(), layer_densities=None,
-             erk_power_scale=1.0, seed=0):
+             erk_power_scale=1.0, seed=0, select=None):
   """Returns a copy of `model` whose kernels train sparse with ITOP.
 
   Every kernel of a Dense, Conv, DepthwiseConv2D, SeparableConv, Embedding
@@ -103,12 +104,18 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
     distribution: "erk" (default), "er" or "uniform".
     grow: "random" (SET), "gradient" (RigL), "momentum" (SNFS) or an
       `itop_tf.growth.Growth` instance.
-    dense_layers: names of layers to keep dense; they are not wrapped and not
-      counted in the sparsity or R_s.
-    layer_densities: optional `{layer name: density}`; the other layers
-      share the rest of the global budget.
+    dense_layers: names (or glob patterns, e.g. "head*") of layers to keep
+      dense; they are not wrapped and not counted in the sparsity or R_s.
+    layer_densities: optional `{layer name or glob pattern: density}`; an
+      exact name wins over a pattern, and the first matching pattern over
+      later ones. The other layers share the rest of the global budget.
     erk_power_scale: exponent on the ERK scores.
     seed: integer; masks and random growth are deterministic given it.
+    select: which layers to make sparse: None (every layer that can be), a
+      glob pattern or a list of them matched against layer names (e.g.
+      `["conv*", "fc?"]`), or a callable taking a layer and returning a
+      bool. Layers left out stay dense and are not counted. A selected layer
+      with a kernel that cannot be wrapped is an error, not left dense.
 
   Returns:
     A new model of the same Keras with `PruneAndRegrow` layers
@@ -122,8 +129,9 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
   Raises:
     ValueError: bad sparsity, distribution, grow method or schedule; a
       subclassed model; an unbuilt model; a model already sparsified; no
-      layer to make sparse; unknown layer names, or a name in
-      `layer_densities` whose layer cannot be wrapped.
+      layer to make sparse; names or patterns that match no layer; a layer
+      named in `layer_densities` or chosen by `select` that cannot be
+      wrapped.
 
   Example:
 
@@ -134,7 +142,7 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
   frontend = frontends.frontend_of(model)
   grow = _validate(model, frontend, sparsity, distribution, grow, schedule)
   plan = _plan(model, frontend, sparsity, distribution, dense_layers,
-               layer_densities, erk_power_scale)
+               layer_densities, erk_power_scale, select)
 
   def make_layer(layer):
     new = _fresh(layer)
@@ -184,34 +192,73 @@ def _validate(model, frontend, sparsity, distribution, grow, schedule):
   return grow
 
 
+def _matching(pattern, names):
+  """The names `pattern` picks: itself if a name, else its glob matches."""
+  if pattern in names:
+    return [pattern]
+  return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+
+
+def _selector(select, names):
+  """`sparsify`'s `select` as a function of a layer (None: every layer)."""
+  if select is None:
+    return None
+  if callable(select):
+    return lambda layer: bool(select(layer))
+  patterns = [select] if isinstance(select, str) else list(select)
+  if not patterns or not all(isinstance(p, str) for p in patterns):
+    raise ValueError(
+        f"select must be a glob pattern, a list of them or a callable taking "
+        f"a layer, got {select!r}.")
+  unknown = [p for p in patterns if not _matching(p, names)]
+  if unknown:
+    raise ValueError(f"select {unknown} matches no layer; layers are "
+                     f"{sorted(names)}.")
+  return lambda layer: any(layer.name in _matching(p, names)
+                           for p in patterns)
+
+
 def _plan(model, frontend, sparsity, distribution, dense_layers,
-          layer_densities, erk_power_scale):
+          layer_densities, erk_power_scale, select=None):
   """Which layers `sparsify` wraps, with what counts.
 
   Returns:
     `{id(layer): (active counts of its kernels, its position among the
     wrapped layers)}`.
   """
-  dense_layers = set(dense_layers or ())
-  layer_densities = dict(layer_densities or {})
   leaves = list(leaf_layers(model, frontend.keras))
   names = {l.name for l in leaves}
-  unknown = (dense_layers | set(layer_densities)) - names
+  unknown = sorted(p for p in (set(dense_layers or ()) |
+                               set(layer_densities or {}))
+                   if not _matching(p, names))
   if unknown:
-    raise ValueError(f"No layer named {sorted(unknown)} in the model; layers "
+    raise ValueError(f"No layer named {unknown} in the model; layers "
                      f"are {sorted(names)}.")
+  dense_layers = {n for p in dense_layers or () for n in _matching(p, names)}
+  densities = {}
+  for pattern, density in dict(layer_densities or {}).items():
+    for name in _matching(pattern, names):
+      if name == pattern or name not in densities:
+        densities[name] = density
+  layer_densities = densities
+  selected = _selector(select, names)
   targets, left_dense = [], []
   for l in leaves:
     reason = frontend.unsupported_reason(l)
+    has_kernel = any(len(w.shape) >= 2 for w in l.trainable_weights)
     if l.name in layer_densities and reason:
       raise ValueError(f"layer_densities names {l.name!r}, which cannot be "
                        f"made sparse: {reason}.")
-    if l.name in dense_layers:
+    if l.name in dense_layers or (selected and not selected(l)):
       continue
     if reason is None:
       targets.append(l)
-    elif any(len(w.shape) >= 2 for w in l.trainable_weights):
-      left_dense.append(f"{l.name} ({reason})")  # it has a kernel
+    elif selected and has_kernel:
+      raise ValueError(
+          f"select chose {l.name!r}, which cannot be made sparse: {reason}. "
+          "Leave it out of select, or wrap its sublayers by hand.")
+    elif has_kernel:
+      left_dense.append(f"{l.name} ({reason})")
   if left_dense:
     logging.warning("itop_tf.sparsify left these layers dense: %s",
                     "; ".join(left_dense))

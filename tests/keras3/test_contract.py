@@ -389,3 +389,39 @@ def test_strip_names_wrappers_inside_custom_layers_instead_of_keeping_them(
   with pytest.raises(ValueError, match=r"cannot reach the wrapped layers "
                      r"\['(prune_and_regrow_)?inner_fc'\]"):
     itop_tf.strip(model)
+
+
+def _sparse_kernels(k, **kwargs):
+  """{layer name: active count} of the test MLP made 80% sparse."""
+  model = itop_tf.sparsify(model_cases.mlp(k), sparsity=0.8,
+                           schedule=itop_tf.RegrowthSchedule(3, 200),
+                           **kwargs)
+  return {sw.name: sw.count
+          for sw in frontends.frontend_of(model).sparse_weights(model)}
+
+
+@pytest.mark.parametrize("select", ["fc1", ["f?1"], "*1",
+                                    lambda layer: layer.name == "fc1"])
+def test_select_picks_the_layers_to_make_sparse(keras_module, select):
+  # fc1 alone carries the whole budget: 20% of its 16 x 32 kernel.
+  assert _sparse_kernels(keras_module, select=select) == {
+      "fc1": round(0.2 * 16 * 32)}
+
+
+def test_layer_densities_take_glob_patterns_and_exact_names_win(
+    keras_module):
+  counts = _sparse_kernels(keras_module,
+                           layer_densities={"fc*": 0.5, "fc2": 0.25})
+  assert counts == {"fc1": 0.5 * 16 * 32, "fc2": 0.25 * 32 * 4}
+  assert _sparse_kernels(keras_module, dense_layers=["*2"]).keys() == {"fc1"}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"select": "conv*"}, r"select \['conv\*'\] matches no layer"),
+    ({"select": [3]}, "glob pattern, a list of them or a callable"),
+    ({"layer_densities": {"head*": 0.5}}, r"No layer named \['head\*'\]"),
+])
+def test_selection_that_matches_nothing_names_the_layers(keras_module, kwargs,
+                                                         message):
+  with pytest.raises(ValueError, match=message):
+    _sparse_kernels(keras_module, **kwargs)

@@ -110,6 +110,12 @@ def test_layer_that_cannot_be_wrapped_is_left_dense_or_named():
                      layer_densities={"lstm": 0.5})
   with pytest.raises(ValueError, match="LSTM is not a layer type"):
     itop_tf.keras3.PruneAndRegrow(keras.layers.LSTM(3), helpers.schedule())
+  # Chosen by select, it is an error too, not left dense.
+  with pytest.raises(ValueError, match="select chose 'lstm'.*Leave it out"):
+    itop_tf.sparsify(model, 0.5, schedule=helpers.schedule(), select="*")
+  sparse = itop_tf.sparsify(model, 0.5, schedule=helpers.schedule(),
+                            select="h*")
+  assert [r["layer"] for r in itop_tf.sparsity_report(sparse)] == ["head"]
 
 
 @pytest.mark.parametrize("sparsity", [1.0, -0.1, "0.9", True])
