@@ -121,10 +121,10 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
     A new model of the same Keras with `PruneAndRegrow` layers
     (`itop_tf.keras3.PruneAndRegrow` on Keras 3,
     `itop_tf.tf_keras.PruneAndRegrow` on tf_keras) and the `itop_rate`
-    metric (`ExplorationRate`) in its `metrics`. A subclass of `keras.Model` built
-    with the functional API (e.g. a KerasHub backbone) comes back as a plain
-    functional model with its graph: the subclass' own methods are not
-    carried over, as with `keras.models.clone_model`.
+    metric (`ExplorationRate`) in its `metrics`. A subclass of
+    `keras.Model` built with the functional API (e.g. a KerasHub backbone)
+    comes back as a plain functional model with its graph: the subclass'
+    own methods are not carried over, as with `keras.models.clone_model`.
 
   Raises:
     ValueError: bad sparsity, distribution, grow method or schedule; a
@@ -321,8 +321,9 @@ def strip(model, dtype=None):
   if left:
     names = [w.name for w in left]
     raise ValueError(
-        f"itop_tf.strip cannot reach the wrapped layers {names}: they sit inside custom layers, which strip rebuilds from their "
-        "config without looking inside. Strip them in the custom layer's "
+        f"itop_tf.strip cannot reach the wrapped layers {names}: they sit "
+        "inside custom layers, which strip rebuilds from their config without "
+        "looking inside. Strip them in the custom layer's "
         "code (build it with the plain layer, and copy the wrapper's inner "
         "layer weights with the kernel times its mask), or wrap only "
         "top-level layers (itop_tf.sparsify does).")
