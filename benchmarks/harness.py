@@ -36,7 +36,6 @@ from absl import logging
 import itop_tf
 import numpy as np
 
-
 from launchers import launcher_flags
 from launchers import lazy_imports
 from launchers import models

@@ -214,8 +214,8 @@ def _selector(select, names):
   if unknown:
     raise ValueError(f"select {unknown} matches no layer; layers are "
                      f"{sorted(names)}.")
-  return lambda layer: any(layer.name in _matching(p, names)
-                           for p in patterns)
+  chosen = {n for p in patterns for n in _matching(p, names)}
+  return lambda layer: layer.name in chosen
 
 
 def _plan(model, frontend, sparsity, distribution, dense_layers,

@@ -9,10 +9,10 @@ the result is cached under `data_dir` like any TFDS dataset.
 
 Example:
 
->>> from launchers import fashion_mnist_offline
+>>> from launchers import fashion_mnist_offline, idx_files
 >>> builder = tfds.builder("fashion_mnist_offline", data_dir="/tmp/tfds")
 >>> builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-...     manual_dir=fashion_mnist_offline.DEFAULT_DIR))
+...     manual_dir=idx_files.DEFAULT_DIR))
 >>> ds = builder.as_dataset(split="train", as_supervised=True)
 """
 
@@ -21,10 +21,7 @@ import os
 import tensorflow_datasets as tfds
 
 # The files and their reader need no TensorFlow: launchers/idx_files.py.
-from launchers.idx_files import CLASS_NAMES
-from launchers.idx_files import DEFAULT_DIR
-from launchers.idx_files import FILES
-from launchers.idx_files import read_idx
+from launchers import idx_files
 
 
 class FashionMnistOffline(tfds.core.GeneratorBasedBuilder):
@@ -33,15 +30,13 @@ class FashionMnistOffline(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Reads the IDX files of dataset-fashion-mnist."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Install them with `sudo apt-get install dataset-fashion-mnist` (files "
-      f"in {DEFAULT_DIR}), or put {sorted(sum(FILES.values(), ()))} in a "
-      "directory and pass it as the manual dir (--manual_dir).")
+      idx_files.INSTALL_HINT + " Here that is the manual dir (--manual_dir).")
 
   def _info(self):
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
             "image": tfds.features.Image(shape=(28, 28, 1)),
-            "label": tfds.features.ClassLabel(names=CLASS_NAMES),
+            "label": tfds.features.ClassLabel(names=idx_files.CLASS_NAMES),
         }),
         supervised_keys=("image", "label"),
         homepage="https://github.com/zalandoresearch/fashion-mnist",
@@ -50,21 +45,11 @@ class FashionMnistOffline(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     root = os.fspath(dl_manager.manual_dir)
-    missing = [n for pair in FILES.values() for n in pair
-               if not os.path.exists(os.path.join(root, n))]
-    if missing:
-      raise FileNotFoundError(
-          f"Fashion-MNIST files {missing} are not in {root}. "
-          + self.MANUAL_DOWNLOAD_INSTRUCTIONS)
-    return {split: self._generate_examples(os.path.join(root, images),
-                                           os.path.join(root, labels))
-            for split, (images, labels) in FILES.items()}
+    idx_files.check_files(root)  # before any split is written
+    return {split: self._generate_examples(split, root)
+            for split in idx_files.FILES}
 
-  def _generate_examples(self, images_path, labels_path):
-    images = read_idx(images_path)
-    labels = read_idx(labels_path)
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-      raise ValueError(f"{images_path} ({images.shape}) and {labels_path} "
-                       f"({labels.shape}) do not match.")
+  def _generate_examples(self, split, root):
+    images, labels = idx_files.load(split, root)
     for i, (image, label) in enumerate(zip(images, labels)):
       yield i, {"image": image[..., None], "label": int(label)}

@@ -50,6 +50,27 @@ def read_idx(path):
   return body.reshape(tuple(dims))
 
 
+INSTALL_HINT = (
+    "Install them with `sudo apt-get install dataset-fashion-mnist` (files "
+    f"in {DEFAULT_DIR}), or put {sorted(sum(FILES.values(), ()))} in a "
+    "directory and pass that directory.")
+
+
+def check_files(data_dir, splits=tuple(FILES)):
+  """Raises FileNotFoundError, with how to get them, for missing files.
+
+  Args:
+    data_dir: the directory that should hold the files.
+    splits: the splits whose files to look for.
+  """
+  missing = [n for split in splits for n in FILES[split]
+             if not os.path.exists(os.path.join(data_dir, n))]
+  if missing:
+    raise FileNotFoundError(
+        f"Fashion-MNIST files {missing} are not in {data_dir}. "
+        + INSTALL_HINT)
+
+
 def load(split, data_dir=DEFAULT_DIR):
   """(images, labels) of one split, as uint8 arrays.
 
@@ -66,14 +87,8 @@ def load(split, data_dir=DEFAULT_DIR):
   """
   if split not in FILES:
     raise ValueError(f"split={split!r}: Fashion-MNIST has {sorted(FILES)}.")
+  check_files(data_dir, [split])
   paths = [os.path.join(data_dir, name) for name in FILES[split]]
-  missing = [p for p in paths if not os.path.exists(p)]
-  if missing:
-    raise FileNotFoundError(
-        f"Fashion-MNIST files {missing} are missing: install them with "
-        "`sudo apt-get install dataset-fashion-mnist` (files in "
-        f"{DEFAULT_DIR}), or point data_dir at a directory holding "
-        f"{sorted(sum(FILES.values(), ()))}.")
   images, labels = (read_idx(p) for p in paths)
   if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
     raise ValueError(f"{paths[0]} ({images.shape}) and {paths[1]} "

@@ -30,6 +30,7 @@ class LazyModule:
   def __init__(self, name, extra):
     self._name = name
     self._extra = extra
+    self._module = None
 
   def load(self):
     """The module itself (imports it on the first call).
@@ -37,8 +38,11 @@ class LazyModule:
     Raises:
       ImportError: it is not installed (or cannot be imported here).
     """
+    if self._module is not None:
+      return self._module
     try:
-      return importlib.import_module(self._name)
+      self._module = importlib.import_module(self._name)
+      return self._module
     except ImportError as e:
       raise ImportError(
           f"This needs {self._name}, which cannot be imported here ({e}): "
