@@ -16,6 +16,7 @@ the tests run it on every backend.
   weights and their optimizer slots, extend the union) and its statistics.
 - `stored_gradient`: what the dense-gradient variable RigL and SNFS grow by
   holds after a step.
+- `nested_kernels`: the kernels of the layers nested in a layer.
 - `SparseWeight`: one sparse kernel of a wrapper and its state variables.
 
 Example:
@@ -358,6 +359,51 @@ def active_counts(layer_name, sizes, density, counts=None):
   return [min(max(int(c), 1), size) for c, size in zip(wanted, sizes)]
 
 
+def nested_kernels(layer, direct, sublayers):
+  """The kernels of the sparse-able layers nested in `layer`, depth first.
+
+  A Transformer block, a `MultiHeadAttention` or a user's custom layer is
+  not a layer type itop_tf wraps, but its Dense/EinsumDense/Conv/Embedding
+  sublayers are: their kernels are what a wrapper of the outer layer makes
+  sparse. A sublayer that `direct` knows is not searched further; a sublayer
+  reached twice (shared) counts once.
+
+  Args:
+    layer: a built layer.
+    direct: `direct(sublayer)` returns `(owner, attr, name)` for each of the
+      sublayer's own kernels (`name`: the variable's name, e.g. "kernel"),
+      or None when it is not a type itop_tf wraps.
+    sublayers: `sublayers(layer)` returns the layer's direct sublayers in
+      the order the layer tracks them.
+
+  Returns:
+    A list of `(owner, attr, path)`, `path` being the kernel's place below
+    `layer` by layer names (e.g. "self_attention/query/kernel"), in a fixed
+    order for a given layer class and configuration: the order wrappers
+    index kernels by.
+
+  Example:
+
+  >>> [p for _, _, p in nested_kernels(mha, direct, sublayers)]
+  ['query/kernel', 'key/kernel', 'value/kernel', 'attention_output/kernel']
+  """
+  out, seen = [], {id(layer)}
+
+  def visit(parent, prefix):
+    for sub in sublayers(parent):
+      if id(sub) in seen:
+        continue
+      seen.add(id(sub))
+      own = direct(sub)
+      if own is None:
+        visit(sub, f"{prefix}{sub.name}/")
+      else:
+        out.extend((o, a, f"{prefix}{sub.name}/{n}") for o, a, n in own)
+
+  visit(layer, "")
+  return out
+
+
 def prune_count(fraction, count):
   """Connections an update replaces: `ceil(fraction * count)`, at most all."""
   return min(math.ceil(fraction * count), count)
@@ -373,7 +419,8 @@ class SparseWeight:
     wrapper: the `PruneAndRegrow` layer holding it.
     index: its position among the wrapper's sparse kernels.
     name: display name: the inner layer's name, then `/index` for a second
-      kernel (e.g. "lstm/1" for a recurrent kernel).
+      kernel (e.g. "lstm/1" for a recurrent kernel), or, for a kernel of a
+      nested layer, its path (e.g. "encoder_0/self_attention/query").
     owner, attr: where the layer reads the kernel (`owner.attr`).
     weight: the kernel variable.
     mask, ever_active: bool variables of the kernel's shape.
@@ -386,7 +433,7 @@ class SparseWeight:
   """
 
   def __init__(self, wrapper, index, owner, attr, weight, mask, ever_active,
-               dense_grad, threshold, count):
+               dense_grad, threshold, count, name=None):
     self.wrapper, self.index = wrapper, index
     self.owner, self.attr, self.weight = owner, attr, weight
     self.mask, self.ever_active, self.dense_grad = mask, ever_active, dense_grad
@@ -394,7 +441,9 @@ class SparseWeight:
     self.count = int(count)
     self.size = int(math.prod(weight.shape))
     base = wrapper.layer.name
-    self.name = base if index == 0 else f"{base}/{index}"
+    if name is None:
+      name = base if index == 0 else f"{base}/{index}"
+    self.name = name
 
   @property
   def is_dense(self):

@@ -14,6 +14,8 @@ Example:
 True
 """
 
+import re
+
 import numpy as np
 
 DISTRIBUTIONS = ("erk", "er", "uniform")
@@ -47,6 +49,45 @@ def erk_scores(shapes, power_scale=1.0):
   """
   return np.array([(sum(s) / float(np.prod(s))) ** power_scale for s in shapes],
                   dtype=np.float64)
+
+
+def einsum_fans(equation, kernel_shape):
+  """(fan-in, fan-out) of an `EinsumDense` kernel, read from its equation.
+
+  The kernel's axes that the input shares and the output does not are
+  summed over (fan-in); the ones the output keeps are fan-out. ERK scores a
+  3-D attention kernel `(hidden, heads, head_dim)` as the matrix
+  `(hidden, heads * head_dim)` it is, not as three layer widths.
+
+  Args:
+    equation: the layer's equation, e.g. "abc,cde->abde".
+    kernel_shape: the kernel's shape (ints).
+
+  Returns:
+    `(fan_in, fan_out)`, or None when an axis of the kernel is neither
+    summed over nor kept (then the kernel's own shape is the best guess).
+
+  Example:
+
+  >>> einsum_fans("abc,cde->abde", (64, 4, 16))
+  (64, 64)
+  """
+  match = re.fullmatch(r"\s*([\w.]+)\s*,\s*([\w.]+)\s*->\s*([\w.]+)\s*",
+                       equation)
+  if not match:
+    return None
+  inp, kernel, out = (t.replace("...", "") for t in match.groups())
+  if len(kernel) != len(kernel_shape):
+    return None
+  fan_in = fan_out = 1
+  for axis, size in zip(kernel, kernel_shape):
+    if axis in out:
+      fan_out *= int(size)
+    elif axis in inp:
+      fan_in *= int(size)
+    else:
+      return None
+  return fan_in, fan_out
 
 
 def er_scores(shapes, power_scale=1.0):

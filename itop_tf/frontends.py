@@ -130,9 +130,31 @@ class Frontend:
     """Why `layer` cannot be wrapped, or None if it can (needs no build)."""
     raise NotImplementedError
 
-  def prunable_kernels(self, layer):
-    """The kernels of a built `layer` to make sparse: (owner, attr) pairs."""
+  def prunable_kernels(self, layer, kernels=None):
+    """The kernels of a built `layer` to make sparse: (owner, attr) pairs.
+
+    `kernels`: optional indices into the list, the ones to keep.
+    """
     raise NotImplementedError
+
+  def kernel_paths(self, layer):
+    """A name per kernel of `prunable_kernels(layer)`, e.g. "fc/kernel".
+
+    What `sparsify`'s patterns match besides layer names: the layer's name,
+    the nested layers' names down to the kernel, then the variable's name.
+    """
+    raise NotImplementedError
+
+  def erk_shape(self, owner, attr):
+    """The shape ERK scores the kernel `owner.attr` by (default: its own)."""
+    return tuple(int(d) for d in getattr(owner, attr).shape)
+
+  def prepare(self, fresh, original):
+    """Readies `fresh`, a copy of `original` from its config, for a wrapper.
+
+    Default: nothing (the wrapper builds the layer from its input shape).
+    """
+    del fresh, original
 
   def is_functional(self, model):
     """Whether `model` is Sequential or functional (can be cloned)."""

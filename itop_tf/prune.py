@@ -13,6 +13,7 @@ Example:
 
 import fnmatch
 import numbers
+import re
 
 from absl import logging
 import numpy as np
@@ -81,6 +82,27 @@ def _fresh(layer, dtype=None):
   return layer.__class__.from_config(config)
 
 
+def _rebuilt(layer, dtype=None):
+  """A copy of `layer` from its config, or None where that fails.
+
+  Some layers' configs do not round-trip (keras_hub 0.32's
+  `ViTPatchingAndEmbedding` writes arguments its constructor refuses);
+  `sparsify` and `strip` then use the layer itself (in place).
+  """
+  try:
+    return _fresh(layer, dtype)
+  except (TypeError, ValueError) as e:
+    if dtype is not None and dtype != getattr(layer.dtype_policy, "name",
+                                              dtype):
+      raise ValueError(
+          f"Layer {layer.name!r} cannot be rebuilt from its config ({e}), so "
+          f"it cannot change its dtype to {dtype!r}.") from e
+    logging.warning(
+        "itop_tf: layer %r cannot be rebuilt from its config (%s); it is "
+        "used in place, shared with the model it came from.", layer.name, e)
+    return None
+
+
 def sparsify(model, sparsity, schedule=None, distribution="erk",
              grow="random", dense_layers=(), layer_densities=None,
              erk_power_scale=1.0, seed=0, select=None):
@@ -145,16 +167,24 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
                layer_densities, erk_power_scale, select)
 
   def make_layer(layer):
-    new = _fresh(layer)
+    new = _rebuilt(layer)
     if id(layer) not in plan:
+      if new is None:
+        return layer, lambda n: None
       return new, lambda n: n.set_weights(layer.get_weights())
-    counts, index = plan[id(layer)]
+    counts, index, kernels = plan[id(layer)]
+    if new is None:
+      new = layer   # wrapped in place: its kernels are masked where they are
+    else:
+      frontend.prepare(new, layer)
+    extra = {} if kernels is None else {"kernels": kernels}
     wrapped = frontend.wrapper(
         new, schedule=schedule, counts=counts, grow=grow,
-        seed=(int(seed) * 7919 + index) % (2**31 - 1))
+        seed=(int(seed) * 7919 + index) % (2**31 - 1), **extra)
 
     def copy(w):
-      w.layer.set_weights(layer.get_weights())
+      if w.layer is not layer:
+        w.layer.set_weights(layer.get_weights())
       w.apply_masks()
 
     return wrapped, copy
@@ -193,90 +223,134 @@ def _validate(model, frontend, sparsity, distribution, grow, schedule):
 
 
 def _matching(pattern, names):
-  """The names `pattern` picks: itself if a name, else its glob matches."""
+  """The names `pattern` picks: itself if a name, else its matches.
+
+  A string is a glob pattern (`fnmatch`), a compiled `re.Pattern` a regular
+  expression that must match a whole name.
+  """
+  if isinstance(pattern, re.Pattern):
+    return [n for n in names if pattern.fullmatch(n)]
   if pattern in names:
     return [pattern]
   return [n for n in names if fnmatch.fnmatchcase(n, pattern)]
 
 
-def _selector(select, names):
-  """`sparsify`'s `select` as a function of a layer (None: every layer)."""
-  if select is None:
-    return None
-  if callable(select):
-    return lambda layer: bool(select(layer))
-  patterns = [select] if isinstance(select, str) else list(select)
-  if not patterns or not all(isinstance(p, str) for p in patterns):
+def _patterns(value, what):
+  """A pattern or a list of them as a list; ValueError for anything else."""
+  patterns = [value] if isinstance(value, (str, re.Pattern)) else list(value)
+  if not all(isinstance(p, (str, re.Pattern)) for p in patterns):
     raise ValueError(
-        f"select must be a glob pattern, a list of them or a callable taking "
-        f"a layer, got {select!r}.")
-  unknown = [p for p in patterns if not _matching(p, names)]
+        f"{what} must be a glob pattern, a compiled regular expression, a "
+        f"list of them" + (" or a callable taking a layer" if what == "select"
+                           else "") + f", got {value!r}.")
+  return patterns
+
+
+def _chosen(patterns, names, what, available):
+  """Every name the patterns pick; ValueError for one that picks none."""
+  unknown = [p if isinstance(p, str) else p.pattern for p in patterns
+             if not _matching(p, names)]
   if unknown:
-    raise ValueError(f"select {unknown} matches no layer; layers are "
-                     f"{sorted(names)}.")
-  chosen = {n for p in patterns for n in _matching(p, names)}
-  return lambda layer: layer.name in chosen
+    raise ValueError(
+        f"{what} {unknown} matches no layer or kernel; layers are "
+        f"{sorted(available)} and kernels are named like "
+        f"{sorted(names - set(available))[:4]} (layer/sublayer/variable).")
+  return {n for p in patterns for n in _matching(p, names)}
+
+
+def _selector(select, names, layer_names):
+  """`sparsify`'s `select` as a function of (layer, kernel path)."""
+  if select is None:
+    return lambda layer, path: True
+  if callable(select) and not isinstance(select, re.Pattern):
+    return lambda layer, path: bool(select(layer))
+  patterns = _patterns(select, "select")
+  if not patterns:
+    raise ValueError("select is an empty list: it would select nothing.")
+  chosen = _chosen(patterns, names, "select", layer_names)
+  return lambda layer, path: layer.name in chosen or path in chosen
 
 
 def _plan(model, frontend, sparsity, distribution, dense_layers,
           layer_densities, erk_power_scale, select=None):
-  """Which layers `sparsify` wraps, with what counts.
+  """Which layers `sparsify` wraps, with which kernels and counts.
+
+  Every pattern argument matches layer names and kernel paths
+  (`frontend.kernel_paths`: "block/attention/query/kernel").
 
   Returns:
-    `{id(layer): (active counts of its kernels, its position among the
-    wrapped layers)}`.
+    `{id(layer): (active counts of its sparse kernels, its position among
+    the wrapped layers, indices of those kernels among
+    `frontend.prunable_kernels(layer)` or None for all of them)}`.
   """
   leaves = list(leaf_layers(model, frontend.keras))
-  names = {l.name for l in leaves}
-  unknown = sorted(p for p in (set(dense_layers or ()) |
-                               set(layer_densities or {}))
-                   if not _matching(p, names))
-  if unknown:
-    raise ValueError(f"No layer named {unknown} in the model; layers "
-                     f"are {sorted(names)}.")
-  dense_layers = {n for p in dense_layers or () for n in _matching(p, names)}
-  densities = {}
-  for pattern, density in dict(layer_densities or {}).items():
-    for name in _matching(pattern, names):
-      if name == pattern or name not in densities:
-        densities[name] = density
-  layer_densities = densities
-  selected = _selector(select, names)
-  targets, left_dense = [], []
+  layer_names = {l.name for l in leaves}
+  reasons = {id(l): frontend.unsupported_reason(l) for l in leaves}
+  paths = {id(l): [] if reasons[id(l)] else frontend.kernel_paths(l)
+           for l in leaves}
+  names = layer_names | {p for ps in paths.values() for p in ps}
+  dense = _chosen(_patterns(dense_layers or (), "dense_layers"), names,
+                  "dense_layers", layer_names)
+  densities = list(dict(layer_densities or {}).items())
+  for pattern, _ in densities:
+    _chosen(_patterns(pattern, "layer_densities"), names, "layer_densities",
+            layer_names)
+  named = {n for p, _ in densities for n in _matching(p, names)}
+
+  def density_of(layer, path):
+    """The density `layer_densities` gives a kernel: an exact name first."""
+    found = [(p, d) for p, d in densities
+             if set(_matching(p, names)) & {layer.name, path}]
+    exact = [d for p, d in found if p in (layer.name, path)]
+    return (exact or [d for _, d in found] or [None])[0]
+  selected = _selector(select, names, layer_names)
+  kernels, targets, left_dense = [], [], []
   for l in leaves:
-    reason = frontend.unsupported_reason(l)
+    reason = reasons[id(l)]
     has_kernel = any(len(w.shape) >= 2 for w in l.trainable_weights)
-    if l.name in layer_densities and reason:
+    if l.name in named and reason:
       raise ValueError(f"layer_densities names {l.name!r}, which cannot be "
                        f"made sparse: {reason}.")
-    if l.name in dense_layers or (selected and not selected(l)):
+    if reason:
+      if l.name not in dense and select is not None and selected(l, None):
+        if has_kernel:
+          raise ValueError(
+              f"select chose {l.name!r}, which cannot be made sparse: "
+              f"{reason}. Leave it out of select, or wrap its sublayers by "
+              "hand.")
+      elif has_kernel and l.name not in dense and select is None:
+        left_dense.append(f"{l.name} ({reason})")
       continue
-    if reason is None:
-      targets.append(l)
-    elif selected and has_kernel:
-      raise ValueError(
-          f"select chose {l.name!r}, which cannot be made sparse: {reason}. "
-          "Leave it out of select, or wrap its sublayers by hand.")
-    elif has_kernel:
-      left_dense.append(f"{l.name} ({reason})")
+    mine = [(i, owner, attr, path) for i, ((owner, attr), path) in
+            enumerate(zip(frontend.prunable_kernels(l), paths[id(l)]))
+            if l.name not in dense and path not in dense and
+            selected(l, path)]
+    if mine:
+      targets.append((l, [i for i, _, _, _ in mine]
+                      if len(mine) < len(paths[id(l)]) else None))
+      kernels.extend((l, owner, attr, path) for _, owner, attr, path in mine)
   if left_dense:
     logging.warning("itop_tf.sparsify left these layers dense: %s",
                     "; ".join(left_dense))
-  kernels = [(l, owner, attr) for l in targets
-             for owner, attr in frontend.prunable_kernels(l)]
   if not kernels:
     raise ValueError(
         f"The model has no layer itop_tf can make sparse ({frontend.supported}).")
-  shapes = [tuple(int(d) for d in getattr(o, a).shape) for _, o, a in kernels]
-  fixed = {i: layer_densities[l.name] for i, (l, _, _) in enumerate(kernels)
-           if l.name in layer_densities}
+  shapes = [frontend.erk_shape(o, a) for _, o, a, _ in kernels]
+  fixed = {i: density_of(l, path) for i, (l, _, _, path) in enumerate(kernels)}
+  fixed = {i: d for i, d in fixed.items() if d is not None}
   _, counts = distributions.layer_counts(
       shapes, 1.0 - float(sparsity), distribution, erk_power_scale, fixed)
   per_layer = {}
-  for (layer, _, _), count in zip(kernels, counts):
+  for (layer, _, _, _), count in zip(kernels, counts):
     per_layer.setdefault(id(layer), []).append(int(count))
-  return {id(l): (per_layer[id(l)], i) for i, l in enumerate(targets)
-          if id(l) in per_layer}
+  total = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+  covered = sum(int(np.prod(s)) for s in shapes)
+  logging.info(
+      "itop_tf.sparsify: %d kernels in %d layers, %d of the model's %d "
+      "trainable parameters (%.1f%%), are made sparse.", len(kernels),
+      len(targets), covered, total, 100.0 * covered / max(total, 1))
+  return {id(l): (per_layer[id(l)], i, chosen)
+          for i, (l, chosen) in enumerate(targets)}
 
 
 def strip(model, dtype=None):
@@ -307,14 +381,22 @@ def strip(model, dtype=None):
 
   def make_layer(layer):
     if not isinstance(layer, frontend.wrapper):
-      return _fresh(layer, dtype), lambda n: n.set_weights(layer.get_weights())
+      new = _rebuilt(layer, dtype)
+      if new is None:
+        return layer, lambda n: None
+      return new, lambda n: n.set_weights(layer.get_weights())
     inner = layer.layer
     values = inner.get_weights()
     for sw in layer.sparse_weights:
       j = next(i for i, v in enumerate(inner.weights) if v is sw.weight)
       values[j] = np.where(frontend.to_numpy(sw.mask), values[j], 0).astype(
           values[j].dtype)
-    return _fresh(inner, dtype), lambda n: n.set_weights(values)
+    new = _rebuilt(inner, dtype)
+    if new is None:
+      layer.apply_masks()   # the kernels already hold exact zeros
+      return inner, lambda n: None
+    frontend.prepare(new, inner)
+    return new, lambda n: n.set_weights(values)
 
   plain = _clone(model, make_layer, frontend)
   left = frontend.find_wrappers(plain)

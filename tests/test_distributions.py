@@ -124,3 +124,16 @@ def test_bad_density_raises(bad):
 def test_unknown_distribution_raises():
   with pytest.raises(ValueError, match="Unknown distribution 'erdos'"):
     D.layer_densities([(10, 10)], 0.5, "erdos")
+
+
+@pytest.mark.parametrize("equation, shape, fans", [
+    ("abc,cde->abde", (64, 4, 16), (64, 64)),     # attention query
+    ("abcd,cde->abe", (4, 16, 64), (64, 64)),     # attention output
+    ("ab,bc->ac", (3, 5), (3, 5)),
+    ("...b,bc->...c", (3, 5), (3, 5)),
+    ("ab,bcd->acd", (3, 5, 2), (3, 10)),
+    ("ab,bz->a", (3, 5), None),                   # z neither in nor out
+    ("ab,b->ab", (3, 5), None),                   # kernel rank differs
+])
+def test_einsum_kernel_fans_come_from_the_equation(equation, shape, fans):
+  assert D.einsum_fans(equation, shape) == fans

@@ -110,7 +110,8 @@ def test_unbuilt_model():
 
 
 def test_unknown_layer_names():
-  with pytest.raises(ValueError, match="No layer named \\['fc9'\\]"):
+  with pytest.raises(ValueError,
+                     match=r"dense_layers \['fc9'\] matches no layer"):
     itop_tf.sparsify(mlp(), 0.9, schedule=_schedule(), dense_layers=["fc9"])
 
 

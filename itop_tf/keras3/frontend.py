@@ -118,8 +118,26 @@ class Keras3Frontend(frontends.Frontend):
   def unsupported_reason(self, layer):
     return wrapper_lib.unsupported_reason(layer)
 
-  def prunable_kernels(self, layer):
-    return wrapper_lib.prunable_kernels(layer)
+  def prunable_kernels(self, layer, kernels=None):
+    return wrapper_lib.prunable_kernels(layer, kernels)
+
+  def kernel_paths(self, layer):
+    return wrapper_lib.kernel_paths(layer)
+
+  def erk_shape(self, owner, attr):
+    return wrapper_lib.erk_shape(owner, attr)
+
+  def prepare(self, fresh, original):
+    """Builds `fresh` as `original` was built.
+
+    A layer built from several inputs (MultiHeadAttention: query and value;
+    a Transformer block) creates its sublayers, whose kernels the wrapper
+    makes sparse, only then; the wrapper's one input shape cannot do it.
+    """
+    if not fresh.built and original.built:
+      config = original.get_build_config()
+      if config:
+        fresh.build_from_config(config)
 
   def is_functional(self, model):
     # A subclass of keras.Model whose __init__ calls

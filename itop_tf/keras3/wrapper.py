@@ -69,7 +69,9 @@ _KERNELS = (
 )
 
 SUPPORTED = ("Dense, EinsumDense, Conv1D/2D/3D and their transposes, "
-             "DepthwiseConv1D/2D, SeparableConv1D/2D, Embedding")
+             "DepthwiseConv1D/2D, SeparableConv1D/2D, Embedding, and layers "
+             "holding them (MultiHeadAttention, Transformer blocks, custom "
+             "layers)")
 
 
 def _kernel_names(layer):
@@ -79,16 +81,8 @@ def _kernel_names(layer):
   return None
 
 
-def supports(layer):
-  """Whether itop_tf can make `layer`'s kernels sparse (needs no build)."""
-  return _kernel_names(layer) is not None
-
-
-def unsupported_reason(layer):
-  """Why `layer` cannot be wrapped, or None if it can."""
-  if not supports(layer):
-    return (f"{type(layer).__name__} is not a layer type itop_tf wraps "
-            f"({SUPPORTED})")
+def _own_reason(layer):
+  """Why a layer of a type itop_tf wraps cannot be wrapped, or None."""
   if getattr(layer, "quantization_mode", None):
     return f"it is quantized ({layer.quantization_mode})"
   if getattr(layer, "lora_enabled", False):
@@ -96,19 +90,22 @@ def unsupported_reason(layer):
   return None
 
 
-def prunable_kernels(layer):
-  """The kernels of a built `layer` to make sparse, as (owner, attr) pairs.
+def _sublayers(layer):
+  return list(layer._flatten_layers(include_self=False, recursive=False))  # pylint: disable=protected-access
 
-  Raises:
-    ValueError: the layer cannot be wrapped (see `unsupported_reason`).
-  """
-  reason = unsupported_reason(layer)
+
+def _own_kernels(layer):
+  """(owner, attr, variable name) of a wrapped type's kernels, or None."""
+  names = _kernel_names(layer)
+  if names is None:
+    return None
+  reason = _own_reason(layer)
   if reason:
     raise ValueError(
         f"Layer {layer.name!r} cannot be made sparse: {reason}. Keep it dense "
         "(dense_layers=[...]) or use a supported layer.")
   out = []
-  for name in _kernel_names(layer):
+  for name in names:
     var = next((v for v in layer.trainable_weights
                 if v.path.split("/")[-1] == name), None)
     if var is None:
@@ -118,8 +115,96 @@ def prunable_kernels(layer):
       raise ValueError(
           f"Layer {layer.name!r}: its {name!r} variable is not an attribute, "
           "so itop_tf cannot feed it masked.")
-    out.append((layer, attr))
+    out.append((layer, attr, name))
   return out
+
+
+def _entries(layer):
+  """(owner, attr, path below `layer`) of every kernel a wrapper can take."""
+  own = _own_kernels(layer)
+  if own is not None:
+    return own
+  return core.nested_kernels(layer, _own_kernels, _sublayers)
+
+
+def supports(layer):
+  """Whether itop_tf can make `layer`'s kernels sparse.
+
+  True for a layer type it wraps; for another layer, whether (once built) it
+  holds such layers.
+  """
+  return unsupported_reason(layer) is None
+
+
+def unsupported_reason(layer):
+  """Why `layer` cannot be wrapped, or None if it can.
+
+  A layer of another type can be wrapped when it holds layers of the types
+  itop_tf wraps (its kernels are theirs); before it is built that is not
+  known yet, and the wrapper's build checks it.
+  """
+  if _kernel_names(layer) is not None:
+    return _own_reason(layer)
+  if isinstance(layer, keras.layers.RNN):
+    return (f"{type(layer).__name__} is not a layer type itop_tf wraps: a "
+            "recurrent cell reads its kernels itself")
+  if not layer.built:
+    return None
+  try:
+    found = _entries(layer)
+  except ValueError as e:
+    return str(e)
+  if not found:
+    return (f"{type(layer).__name__} is not a layer type itop_tf wraps and "
+            f"holds none ({SUPPORTED})")
+  return None
+
+
+def prunable_kernels(layer, kernels=None):
+  """The kernels of a built `layer` to make sparse, as (owner, attr) pairs.
+
+  Args:
+    layer: a built Keras 3 layer: a type itop_tf wraps, or one holding
+      such layers (then its nested kernels, depth first).
+    kernels: optional indices into that list: the ones to make sparse.
+
+  Raises:
+    ValueError: the layer cannot be wrapped (see `unsupported_reason`), or
+      `kernels` holds an index out of range.
+  """
+  reason = unsupported_reason(layer)
+  if reason:
+    raise ValueError(
+        f"Layer {layer.name!r} cannot be made sparse: {reason}. Keep it dense "
+        "(dense_layers=[...]) or use a supported layer.")
+  found = [(o, a) for o, a, _ in _entries(layer)]
+  if kernels is None:
+    return found
+  bad = [i for i in kernels if not 0 <= i < len(found)]
+  if bad:
+    raise ValueError(f"Layer {layer.name!r} has {len(found)} sparse-able "
+                     f"kernels; kernels={list(kernels)} is out of range.")
+  return [found[i] for i in kernels]
+
+
+def kernel_paths(layer):
+  """The path of each of `prunable_kernels(layer)`, e.g. "dense/kernel".
+
+  The layer's name, the names of the layers down to the kernel's owner, and
+  the variable's name, joined by "/": for a model built in the usual way,
+  the kernel's `variable.path`.
+  """
+  return [f"{layer.name}/{p}" for _, _, p in _entries(layer)]
+
+
+def erk_shape(owner, attr):
+  """The shape ERK scores a kernel by: an EinsumDense kernel as a matrix."""
+  shape = tuple(int(d) for d in getattr(owner, attr).shape)
+  if isinstance(owner, keras.layers.EinsumDense):
+    fans = distributions.einsum_fans(owner.equation, shape)
+    if fans is not None:
+      return fans
+  return shape
 
 
 def _masked_gradient(x, mask, grad_var, decay, capture=None):
@@ -183,6 +268,9 @@ class PruneAndRegrow(keras.layers.Wrapper):
     grow: "random" (SET), "gradient" (RigL), "momentum" (SNFS) or an
       `itop_tf.growth.Growth` instance.
     seed: integer seed of this layer's initial mask and random growth.
+    kernels: optional indices into `prunable_kernels(layer)`: the kernels
+      to make sparse (default all). For a layer holding other layers (e.g.
+      a Transformer block), `itop_tf.sparsify(select=...)` fills it in.
     **kwargs: passed to `keras.layers.Wrapper`.
 
   Raises:
@@ -196,7 +284,7 @@ class PruneAndRegrow(keras.layers.Wrapper):
   """
 
   def __init__(self, layer, schedule=None, density=1.0, counts=None,
-               grow="random", seed=0, **kwargs):
+               grow="random", seed=0, kernels=None, **kwargs):
     schedules.check_schedule(schedule)
     distributions.check_density(density)
     if not isinstance(layer, keras.layers.Layer):
@@ -204,6 +292,7 @@ class PruneAndRegrow(keras.layers.Wrapper):
           f"itop_tf.keras3.PruneAndRegrow wraps a Keras 3 layer, got "
           f"{type(layer).__name__}; a tf_keras layer takes "
           "itop_tf.tf_keras.PruneAndRegrow.")
+    # A layer of another type shows in its build whether it holds any.
     reason = unsupported_reason(layer)
     if reason:
       raise ValueError(f"Layer {layer.name!r} cannot be made sparse: "
@@ -214,6 +303,7 @@ class PruneAndRegrow(keras.layers.Wrapper):
     self.counts = None if counts is None else [int(c) for c in counts]
     self.grow = self.growth.name
     self.seed = int(seed)
+    self.kernels = None if kernels is None else [int(i) for i in kernels]
     if "dtype" not in kwargs:
       kwargs["dtype"] = layer.dtype_policy
     # The wrapper takes the layer's name, so model.get_layer(name) still
@@ -233,7 +323,11 @@ class PruneAndRegrow(keras.layers.Wrapper):
 
   def build(self, input_shape=None):
     super().build(input_shape)
-    kernels = prunable_kernels(self.layer)
+    kernels = prunable_kernels(self.layer, self.kernels)
+    # A kernel of a nested layer is shown by its path ("block/query").
+    names = {(id(o), a): (None if o is self.layer else
+                          f"{self.layer.name}/{p.rsplit('/', 1)[0]}")
+             for o, a, p in _entries(self.layer)}
     shapes = [tuple(int(d) for d in getattr(o, a).shape) for o, a in kernels]
     counts = core.active_counts(self.layer.name,
                                 [math.prod(sh) for sh in shapes],
@@ -261,7 +355,8 @@ class PruneAndRegrow(keras.layers.Wrapper):
           name="threshold" + suffix, shape=(), dtype="float32",
           initializer="zeros", trainable=False)
       sws.append(core.SparseWeight(self, i, owner, attr, weight, mask, union,
-                                   grad, threshold, count))
+                                   grad, threshold, count,
+                                   names[(id(owner), attr)]))
     if self.growth.captures_when_armed:
       self.capture = self.add_weight(
           name="capture_gradient", shape=(), dtype="bool", trainable=False,
@@ -286,7 +381,7 @@ class PruneAndRegrow(keras.layers.Wrapper):
     mask = ops.convert_to_tensor(sw.mask)
     if not training or self.forward_mask:
       w = ops.where(mask, w, ops.zeros_like(w))
-    w = ops.cast(w, self.layer.compute_dtype)
+    w = ops.cast(w, sw.owner.compute_dtype)
     # Also outside `fit`: a custom loop may take gradients with training=None.
     return _masked_gradient(
         w, mask,
@@ -306,15 +401,39 @@ class PruneAndRegrow(keras.layers.Wrapper):
       for sw, _ in masked:
         object.__setattr__(sw.owner, sw.attr, sw.weight)
 
-  def compute_output_shape(self, input_shape):
-    return self.layer.compute_output_shape(input_shape)
+  def compute_output_shape(self, input_shape, *args, **kwargs):
+    return self.layer.compute_output_shape(input_shape, *args, **kwargs)
+
+  def compute_output_spec(self, *args, **kwargs):
+    # The inner layer's, with its own signature (MultiHeadAttention takes
+    # query and value).
+    return self.layer.compute_output_spec(*args, **kwargs)
 
   def get_config(self):
     config = super().get_config()
     config.update({"schedule": self.schedule.get_config(),
                    "density": self.density, "counts": self.counts,
                    "grow": growth_lib.serialize(self.growth), "seed": self.seed})
+    if self.kernels is not None:
+      config["kernels"] = self.kernels
     return config
+
+  def get_build_config(self):
+    config = super().get_build_config()
+    if config is not None and self.layer.built:
+      # A layer built from several inputs (MultiHeadAttention: query and
+      # value) cannot be built from the wrapper's one input shape.
+      config["layer"] = self.layer.get_build_config()
+    return config
+
+  def build_from_config(self, config):
+    inner = config.get("layer")
+    if inner is None:
+      super().build_from_config(config)
+      return
+    if not self.layer.built:
+      self.layer.build_from_config(inner)
+    self.build(config.get("input_shape"))
 
   @classmethod
   def from_config(cls, config, custom_objects=None):

@@ -87,8 +87,13 @@ class TFKerasFrontend(frontends.Frontend):
       return None
     return f"{type(layer).__name__} is not a layer type itop_tf wraps"
 
-  def prunable_kernels(self, layer):
-    return wrapper_lib.prunable_kernels(layer)
+  def prunable_kernels(self, layer, kernels=None):
+    found = wrapper_lib.prunable_kernels(layer)
+    return found if kernels is None else [found[i] for i in kernels]
+
+  def kernel_paths(self, layer):
+    return [f"{layer.name}/" + getattr(o, a).name.split("/")[-1].split(":")[0]
+            for o, a in wrapper_lib.prunable_kernels(layer)]
 
   def is_functional(self, model):
     return isinstance(model, keras.Sequential) or model._is_graph_network  # pylint: disable=protected-access

@@ -233,6 +233,9 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     grow: "random" (SET), "gradient" (RigL), "momentum" (SNFS) or an
       `itop_tf.growth.Growth` instance.
     seed: integer seed of this layer's initial mask and random growth.
+    pruning_schedule: TF-MOT's name for `schedule`.
+    kernels: optional indices into `prunable_kernels(layer)`: the kernels
+      to make sparse (default all; e.g. [0] for an LSTM's input kernel).
     **kwargs: passed to the Keras `Wrapper`.
 
   Raises:
@@ -245,7 +248,8 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
   """
 
   def __init__(self, layer, schedule=None, density=1.0, counts=None,
-               grow="random", seed=0, pruning_schedule=None, **kwargs):
+               grow="random", seed=0, pruning_schedule=None, kernels=None,
+               **kwargs):
     if pruning_schedule is not None:
       if schedule is not None and schedule != pruning_schedule:
         raise ValueError("Give the schedule once: schedule= and its alias "
@@ -269,6 +273,7 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     self.counts = None if counts is None else [int(c) for c in counts]
     self.grow = self.growth.name
     self.seed = int(seed)
+    self.kernels = None if kernels is None else [int(i) for i in kernels]
     self.sparse_weights = []
     if isinstance(layer, keras.layers.Layer) and "dtype" not in kwargs:
       kwargs["dtype"] = layer.dtype_policy
@@ -302,6 +307,12 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     # pruning_step variables and a pruning object that we never use.
     keras.layers.Wrapper.build(self, input_shape)
     kernels = prunable_kernels(self.layer)
+    if self.kernels is not None:
+      if not all(0 <= i < len(kernels) for i in self.kernels):
+        raise ValueError(
+            f"Layer {self.layer.name!r} has {len(kernels)} sparse-able "
+            f"kernels; kernels={self.kernels} is out of range.")
+      kernels = [kernels[i] for i in self.kernels]
     if not kernels:
       raise ValueError(
           f"Layer {self.layer.name!r} has no kernel itop_tf can make sparse.")
@@ -401,6 +412,8 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     config["schedule"] = config.pop("pruning_schedule")
     config.update({"density": self.density, "counts": self.counts,
                    "grow": growth_lib.serialize(self.growth), "seed": self.seed})
+    if self.kernels is not None:
+      config["kernels"] = self.kernels
     return config
 
   @classmethod

@@ -418,8 +418,9 @@ def test_layer_densities_take_glob_patterns_and_exact_names_win(
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"select": "conv*"}, r"select \['conv\*'\] matches no layer"),
-    ({"select": [3]}, "glob pattern, a list of them or a callable"),
-    ({"layer_densities": {"head*": 0.5}}, r"No layer named \['head\*'\]"),
+    ({"select": [3]}, "glob pattern, a compiled regular expression, a list"),
+    ({"layer_densities": {"head*": 0.5}},
+     r"layer_densities \['head\*'\] matches no layer or kernel"),
 ])
 def test_selection_that_matches_nothing_names_the_layers(keras_module, kwargs,
                                                          message):
