@@ -31,3 +31,31 @@ def toy_data(n=256, inputs=16, classes=4, seed=0):
   w = rng.normal(size=(inputs, classes))
   y = np.argmax(x @ w, axis=1).astype("int32")
   return x, y
+
+
+def block_model(keras, inputs=16, classes=4):
+  """A custom layer holding two Dense layers (built in its `build`), then a
+  Dense head: the kernels `sparsify` reaches inside a layer."""
+
+  class Block(keras.layers.Layer):
+
+    def __init__(self, units=inputs, **kwargs):
+      super().__init__(**kwargs)
+      self.units = units
+      self.up = keras.layers.Dense(2 * units, name="up")
+      self.down = keras.layers.Dense(units, name="down")
+
+    def build(self, input_shape):
+      self.up.build(input_shape)
+      self.down.build(tuple(input_shape[:-1]) + (2 * self.units,))
+      super().build(input_shape)
+
+    def call(self, x):
+      return x + self.down(keras.activations.relu(self.up(x)))
+
+    def get_config(self):
+      return {**super().get_config(), "units": self.units}
+
+  inp = keras.Input((inputs,))
+  x = Block(name="block")(inp)
+  return keras.Model(inp, keras.layers.Dense(classes, name="head")(x))

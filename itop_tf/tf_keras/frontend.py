@@ -74,7 +74,7 @@ class TFKerasFrontend(frontends.Frontend):
   keras = keras
   wrapper = wrapper_lib.PruneAndRegrow
   supported = ("Dense, Conv, DepthwiseConv2D, SeparableConv, Embedding, "
-               "LSTM/GRU/SimpleRNN")
+               "LSTM/GRU/SimpleRNN, and custom layers holding them")
   # A wrapper's `capture` starts False: only an armed step captures.
   captures_by_default = False
 
@@ -92,8 +92,19 @@ class TFKerasFrontend(frontends.Frontend):
     return found if kernels is None else [found[i] for i in kernels]
 
   def kernel_paths(self, layer):
+    nested = wrapper_lib.nested_kernels(layer) if layer.built else []
+    if nested:
+      return [f"{layer.name}/{p}" for _, _, p in nested]
     return [f"{layer.name}/" + getattr(o, a).name.split("/")[-1].split(":")[0]
             for o, a in wrapper_lib.prunable_kernels(layer)]
+
+  def prepare(self, fresh, original):
+    """Builds a copied custom layer as the original was, for its sublayers."""
+    if (not fresh.built and original.built and
+        wrapper_lib.nested_kernels(original)):
+      config = original.get_build_config()
+      if config and config.get("input_shape") is not None:
+        fresh.build_from_config(config)
 
   def is_functional(self, model):
     return isinstance(model, keras.Sequential) or model._is_graph_network  # pylint: disable=protected-access

@@ -85,6 +85,31 @@ def _find_attr(layer, var, depth=2):
   return None
 
 
+def _own_kernels(layer):
+  """(owner, attr, variable name) of a built layer type's kernels, or None."""
+  for cls, attrs in _KERNEL_ATTRS:
+    if isinstance(layer, cls):
+      return [(layer, a, getattr(layer, a).name.split("/")[-1].split(":")[0])
+              for a in attrs if getattr(layer, a, None) is not None]
+  return None
+
+
+def _sublayers(layer):
+  return list(layer._flatten_layers(include_self=False, recursive=False))  # pylint: disable=protected-access
+
+
+def nested_kernels(layer):
+  """(owner, attr, path) of the kernels of the layers nested in `layer`.
+
+  Dense, Conv and Embedding layers held by a custom layer, found once the
+  custom layer is built (its `build` must build them); see
+  `core.nested_kernels`.
+  """
+  if any(isinstance(layer, cls) for cls, _ in _KERNEL_ATTRS):
+    return []
+  return core.nested_kernels(layer, _own_kernels, _sublayers)
+
+
 def prunable_kernels(layer):
   """The kernels of `layer` that itop_tf makes sparse, as (owner, attr) pairs.
 
@@ -102,12 +127,16 @@ def prunable_kernels(layer):
   for cls, attrs in _KERNEL_ATTRS:
     if isinstance(layer, cls):
       return [(layer, a) for a in attrs if getattr(layer, a, None) is not None]
+  if getattr(layer, "_itop_nested", False):
+    return [(o, a) for o, a, _ in nested_kernels(layer)]
   weights = []
   if hasattr(layer, "get_prunable_weights"):
     weights = layer.get_prunable_weights()
   elif pruning_wrapper.prune_registry.PruneRegistry.supports(layer):
     made = pruning_wrapper.prune_registry.PruneRegistry.make_prunable(layer)
     weights = made.get_prunable_weights()
+  elif layer.built:
+    return [(o, a) for o, a, _ in nested_kernels(layer)]
   out = []
   for w in weights:
     found = _find_attr(layer, w)
@@ -132,7 +161,8 @@ def supports(layer):
     return False  # builds from (query, value) shapes a Wrapper cannot pass.
   if registry.supports(layer):
     return registry._is_rnn_layer(layer) or bool(registry._weight_names(layer))
-  return False
+  # A custom layer holding Dense/Conv/Embedding layers, once built.
+  return layer.built and bool(nested_kernels(layer))
 
 
 @keras.utils.register_keras_serializable(package="itop_tf")
@@ -264,11 +294,22 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
           f"{layer.name!r} is a Keras 3 layer: use "
           "itop_tf.keras3.PruneAndRegrow (or itop_tf.sparsify, which picks "
           "the right one).")
-    if isinstance(layer, keras.layers.Layer) and not supports(layer):
+    registry = pruning_wrapper.prune_registry.PruneRegistry
+    # A custom layer not built yet: its build shows whether it holds any.
+    later = not layer.built and not registry.supports(layer) and not (
+        registry._is_mha_layer(layer))
+    if isinstance(layer, keras.layers.Layer) and not supports(
+        layer) and not later:
       raise ValueError(
           f"Layer {layer.name!r} ({type(layer).__name__}) has no kernel "
           "itop_tf can make sparse; wrap only Dense, Conv, DepthwiseConv2D, "
           "SeparableConv, Embedding or layers with get_prunable_weights().")
+    if later or (layer.built and nested_kernels(layer) and not hasattr(
+        layer, "get_prunable_weights")):
+      # TF-MOT's protocol for a custom layer: its nested kernels.
+      object.__setattr__(layer, "_itop_nested", True)
+      object.__setattr__(layer, "get_prunable_weights", lambda: [
+          getattr(o, a) for o, a, _ in nested_kernels(layer)])
     self.density = float(density)
     self.counts = None if counts is None else [int(c) for c in counts]
     self.grow = self.growth.name
@@ -330,6 +371,8 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
       self.capture = self.add_weight(
           "capture_gradient", shape=[], dtype=tf.bool, trainable=False,
           initializer=keras.initializers.Zeros())
+    names = {(id(o), a): f"{self.layer.name}/{p.rsplit('/', 1)[0]}"
+             for o, a, p in nested_kernels(self.layer)}
     for i, (owner, attr) in enumerate(kernels):
       weight = getattr(owner, attr)
       count = counts[i]
@@ -354,7 +397,7 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
           initializer=keras.initializers.Zeros())
       self.sparse_weights.append(
           core.SparseWeight(self, i, owner, attr, weight, mask, union, grad,
-                       threshold, count))
+                            threshold, count, names.get((id(owner), attr))))
     # TF-MOT's (weight, mask, threshold) triples, read by PruningSummaries.
     self.pruning_vars = [(sw.weight, sw.mask, sw.threshold)
                          for sw in self.sparse_weights]

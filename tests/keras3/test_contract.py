@@ -426,3 +426,32 @@ def test_selection_that_matches_nothing_names_the_layers(keras_module, kwargs,
                                                          message):
   with pytest.raises(ValueError, match=message):
     _sparse_kernels(keras_module, **kwargs)
+
+
+@pytest.mark.parametrize("grow", ["random", "gradient"])
+def test_kernels_of_a_custom_layers_sublayers_train_sparse_and_strip(
+    keras_module, grow):
+  model = itop_tf.sparsify(model_cases.block_model(keras_module),
+                           sparsity=0.8, grow=grow,
+                           schedule=itop_tf.RegrowthSchedule(2, 100))
+  frontend = frontends.frontend_of(model)
+  sws = frontend.sparse_weights(model)
+  assert [sw.name for sw in sws] == ["block/up", "block/down", "head"]
+  assert sum(sw.count for sw in sws) == round(0.2 * sum(sw.size for sw in sws))
+  model.compile(keras_module.optimizers.SGD(0.05, momentum=0.9),
+                keras_module.losses.SparseCategoricalCrossentropy(
+                    from_logits=True))
+  before = [m.copy() for m, _, _, _ in _state(model)]
+  _fit(model, epochs=2)
+  state = _state(model)
+  for (mask, weight, union, count), old in zip(state, before):
+    assert mask.sum() == count and np.all(weight[~mask] == 0)
+    assert np.all(union[mask]) and np.all(union[old])
+  assert any(not np.array_equal(m, old)
+             for (m, _, _, _), old in zip(state, before[:2]))
+  x, _ = model_cases.toy_data(n=16)
+  plain = itop_tf.strip(model)
+  assert not itop_tf.find_wrappers(plain)
+  assert type(plain.get_layer("block")).__name__ == "Block"
+  np.testing.assert_allclose(plain.predict(x, verbose=0),
+                             model.predict(x, verbose=0), atol=1e-5)
