@@ -33,13 +33,12 @@ def toy_data(n=256, inputs=16, classes=4, seed=0):
   return x, y
 
 
-def block_model(keras, inputs=16, classes=4):
-  """A custom layer holding two Dense layers (built in its `build`), then a
-  Dense head: the kernels `sparsify` reaches inside a layer."""
+def block_class(keras):
+  """A residual custom layer holding two Dense layers, built in its `build`."""
 
   class Block(keras.layers.Layer):
 
-    def __init__(self, units=inputs, **kwargs):
+    def __init__(self, units=8, **kwargs):
       super().__init__(**kwargs)
       self.units = units
       self.up = keras.layers.Dense(2 * units, name="up")
@@ -56,6 +55,12 @@ def block_model(keras, inputs=16, classes=4):
     def get_config(self):
       return {**super().get_config(), "units": self.units}
 
+  return Block
+
+
+def block_model(keras, inputs=16, classes=4):
+  """`block_class` then a Dense head: the kernels `sparsify` reaches inside a
+  layer."""
   inp = keras.Input((inputs,))
-  x = Block(name="block")(inp)
+  x = block_class(keras)(inputs, name="block")(inp)
   return keras.Model(inp, keras.layers.Dense(classes, name="head")(x))

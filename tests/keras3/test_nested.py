@@ -14,29 +14,14 @@ import pytest
 
 import itop_tf
 import keras3_helpers as helpers
+import model_cases
 from itop_tf import distributions
 from itop_tf.keras3 import wrapper as wrapper_lib
 
 
-@keras.saving.register_keras_serializable(package="itop_tf_tests")
-class Block(keras.layers.Layer):
-  """A residual feed-forward block: two Dense layers inside a custom layer."""
-
-  def __init__(self, units=8, **kwargs):
-    super().__init__(**kwargs)
-    self.units = units
-    self.up = keras.layers.Dense(2 * units, name="up")
-    self.down = keras.layers.Dense(units, name="down")
-
-  def build(self, input_shape):
-    self.up.build(input_shape)
-    self.down.build(tuple(input_shape[:-1]) + (2 * self.units,))
-
-  def call(self, x):
-    return x + self.down(keras.ops.relu(self.up(x)))
-
-  def get_config(self):
-    return {**super().get_config(), "units": self.units}
+# Registered, so the `.keras` file loads it.
+Block = keras.saving.register_keras_serializable(package="itop_tf_tests")(
+    model_cases.block_class(keras))
 
 
 MHA = ["mha/query", "mha/key", "mha/value", "mha/attention_output"]
