@@ -151,7 +151,8 @@ TENSORFLOW_FREE_SCRIPTS = (
     "launchers/models.py", "benchmarks/harness.py",
     "benchmarks/end_to_end.py", "benchmarks/keras3_memory.py",
     "benchmarks/keras3_steps.py", "benchmarks/mask_update.py",
-    "benchmarks/step_overhead.py", "benchmarks/without_tensorflow.py")
+    "benchmarks/step_overhead.py", "benchmarks/vit_fashion.py",
+    "benchmarks/without_tensorflow.py")
 
 
 @pytest.mark.parametrize("path", TENSORFLOW_FREE_SCRIPTS)
