@@ -26,6 +26,10 @@ same state per sparse kernel (`core.SparseWeight`):
   `MaskUpdater.before_step` (which `ITOPCallback` calls before every step)
   sets it for the steps before an update only, and `ITOPCallback` sets it
   True again at the end of `fit`. One traced step serves both.
+- `calls_per_step` (float32 scalar, with `dense_grad`): how many times the
+  layer ran in the last step, counted by the same custom gradient, so that
+  a layer used more than once (shared, tied embeddings) stores the sum of
+  its calls' gradients once (`_masked_gradient`).
 - `threshold` (float32 scalar): the largest magnitude the last update pruned.
 
 Masks change only through `itop_tf.MaskUpdater` (used by `ITOPCallback`).
@@ -207,7 +211,16 @@ def erk_shape(owner, attr):
   return shape
 
 
-def _masked_gradient(x, mask, grad_var, decay, capture=None):
+def _dense(gradient):
+  """An Embedding's gradient (IndexedSlices on TensorFlow) as a tensor."""
+  if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return tf.convert_to_tensor(gradient)
+  return gradient
+
+
+def _masked_gradient(x, mask, grad_var, decay, capture=None, calls=None,
+                     count=False):
   """Identity on the kernel `x` whose gradient is `where(mask, dy, 0)`.
 
   With a `grad_var` (an `overwrite_with_gradient` variable) the incoming
@@ -220,6 +233,16 @@ def _masked_gradient(x, mask, grad_var, decay, capture=None):
   conditional: no control flow in the step (a GPU conditional reads its
   predicate on the host), and it costs no more than a second traced step
   would (BENCHMARKS.md).
+
+  A layer called n times in a step (shared, tied embeddings) gets n such
+  gradients, which Keras adds up: the dense parts add up to the gradient of
+  the whole step, as they should, but the stored value would count n times.
+  So each call hands back the stored value divided by `calls`, the value of
+  the wrapper's call counter: an `overwrite_with_gradient` scalar whose
+  "gradient" is 1 per call (from the identity with `count`), so after a
+  step it holds the number of calls (times the replicas under
+  `tf.distribute`, which add up the shares too). The first step divides by
+  its initial 1, and stores nothing yet (the variable starts at 0).
   """
   ops = keras.ops
 
@@ -237,22 +260,28 @@ def _masked_gradient(x, mask, grad_var, decay, capture=None):
 
     return masked(x)
 
+  if calls is None:  # a layer run once per step
+    calls = ops.ones((), "float32")
+
   @ops.custom_gradient
-  def identity(t, g):
+  def identity(t, g, c):
 
     def grad(*args, upstream=None):
       if upstream is None:
         (upstream,) = args
+      upstream = _dense(upstream)
       masked_dy = ops.where(mask, upstream, ops.zeros_like(upstream))
-      d = core.stored_gradient(ops.cast(upstream, g.dtype), g, decay,
+      share = g / ops.maximum(c, 1.0)
+      d = core.stored_gradient(ops.cast(upstream, g.dtype), share, decay,
                                array_ops.keras_ops())
       if capture is not None:
-        d = ops.where(capture, d, g)
-      return masked_dy, d
+        d = ops.where(capture, d, share)
+      one = ops.ones_like(c) if count else ops.zeros_like(c)
+      return masked_dy, d, one
 
     return ops.copy(t), grad
 
-  return identity(x, grad_var)
+  return identity(x, grad_var, calls)
 
 
 @keras.saving.register_keras_serializable(package="itop_tf")
@@ -316,6 +345,8 @@ class PruneAndRegrow(keras.layers.Wrapper):
     self.forward_mask = False
     # grow="gradient": the variable that arms the capture (module docstring).
     self.capture = None
+    # A rule that stores the dense gradient: calls per step (module docstring).
+    self.calls = None
 
   def growth_seed(self):
     """The layer's seed for random growth (a Python int)."""
@@ -361,10 +392,27 @@ class PruneAndRegrow(keras.layers.Wrapper):
       self.capture = self.add_weight(
           name="capture_gradient", shape=(), dtype="bool", trainable=False,
           initializer="ones")
+    self.calls = None
+    if self.growth.needs_dense_gradient:
+      # Calls per step, for a layer used more than once (_masked_gradient).
+      self.calls = self.add_weight(
+          name="calls_per_step", shape=(), dtype="float32",
+          initializer="ones", trainable=True, autocast=False,
+          overwrite_with_gradient=True, aggregation="sum")
     # A plain list: Keras must not track SparseWeight records as state.
     object.__setattr__(self, "sparse_weights", sws)
     self.apply_masks()
     self.built = True
+
+  def load_own_variables(self, store):
+    all_vars = self._trainable_variables + self._non_trainable_variables
+    if self.calls is not None and len(store.keys()) == len(all_vars) - 1:
+      # Saved before `calls_per_step` existed: the others, in their order.
+      for i, v in enumerate(x for x in all_vars if x is not self.calls):
+        v.assign(store[f"{i}"])
+      self.calls.assign(1.0)
+      return
+    super().load_own_variables(store)
 
   def apply_masks(self):
     """Sets every inactive kernel entry to exactly 0."""
@@ -383,11 +431,13 @@ class PruneAndRegrow(keras.layers.Wrapper):
       w = ops.where(mask, w, ops.zeros_like(w))
     w = ops.cast(w, sw.owner.compute_dtype)
     # Also outside `fit`: a custom loop may take gradients with training=None.
+    if sw.dense_grad is None:
+      return _masked_gradient(w, mask, None, None)
     return _masked_gradient(
-        w, mask,
-        None if sw.dense_grad is None else ops.convert_to_tensor(
-            sw.dense_grad), self.growth.gradient_decay,
-        None if self.capture is None else ops.convert_to_tensor(self.capture))
+        w, mask, ops.convert_to_tensor(sw.dense_grad),
+        self.growth.gradient_decay,
+        None if self.capture is None else ops.convert_to_tensor(self.capture),
+        ops.convert_to_tensor(self.calls), count=sw.index == 0)
 
   def call(self, inputs, *args, training=None, **kwargs):
     # The inner layer inherits `training` from the call context.
