@@ -64,3 +64,31 @@ def block_model(keras, inputs=16, classes=4):
   inp = keras.Input((inputs,))
   x = block_class(keras)(inputs, name="block")(inp)
   return keras.Model(inp, keras.layers.Dense(classes, name="head")(x))
+
+
+def shared_dense(keras):
+  """One Dense layer called twice (8 -> 8 -> 8), then a head of 3."""
+  inp = keras.Input((8,))
+  shared = keras.layers.Dense(8, name="shared")
+  h = shared(keras.activations.tanh(shared(inp)))
+  return keras.Model(inp, keras.layers.Dense(3, name="head")(h))
+
+
+def tied_embedding(keras):
+  """keras_hub's ReversibleEmbedding "shared" (12 x 8) used as the input
+  embedding and, reversed, as the output layer (Keras 3)."""
+  import keras_hub  # pylint: disable=g-import-not-at-top
+  inp = keras.Input((5,), dtype="int32")
+  emb = keras_hub.layers.ReversibleEmbedding(12, 8, name="shared")
+  h = keras.activations.tanh(keras.ops.mean(emb(inp), axis=1))
+  return keras.Model(inp, emb(h, reverse=True))
+
+
+def shared_data(name, n=16):
+  """(x, y) for `shared_dense` or `tied_embedding`."""
+  rng = np.random.default_rng(1)
+  if name == "tied_embedding":
+    return (rng.integers(0, 12, (n, 5)).astype("int32"),
+            rng.integers(0, 12, (n,)).astype("int32"))
+  return (rng.normal(size=(n, 8)).astype("float32"),
+          rng.integers(0, 3, (n,)).astype("int32"))

@@ -41,6 +41,7 @@ Example:
 
 import inspect
 import math
+import weakref
 
 import tensorflow as tf
 import tf_keras as keras
@@ -323,6 +324,9 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     # Masked forward pass in training too; MaskUpdater sets it for an
     # optimizer that is not elementwise (see the module docstring).
     self.forward_mask = False
+    # {traced graph: {key: masked kernel}}: a layer called more than once in
+    # a traced step reads one masked kernel (`_masked`). Not tracked state.
+    object.__setattr__(self, "_kernels_by_graph", weakref.WeakKeyDictionary())
 
   @property
   def schedule(self):
@@ -412,7 +416,27 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
       sw.weight.assign(tf.where(sw.mask, w, tf.zeros_like(w)))
 
   def _masked(self, sw, training):
-    """The kernel the inner layer sees (see the module docstring)."""
+    """The kernel the inner layer sees (see the module docstring).
+
+    In a traced step (`fit`, a `tf.function` loop) every call of the layer
+    gets the same tensor, so the custom gradient runs once on the sum of the
+    calls' gradients: a shared layer or a tied embedding stores its dense
+    gradient once (each call writing its own would keep only one, and SNFS
+    would average the calls as steps). An eager loop makes one per call.
+    """
+    if tf.executing_eagerly():
+      return self._masked_kernel(sw, training)
+    graph = tf.compat.v1.get_default_graph()
+    made = self._kernels_by_graph.setdefault(graph, {})
+    # Under tf.distribute each replica traces its own step into the graph.
+    replica = tf.distribute.get_replica_context()
+    key = (sw.index, training, self.forward_mask,
+           None if replica is None else id(replica))
+    if key not in made:
+      made[key] = self._masked_kernel(sw, training)
+    return made[key]
+
+  def _masked_kernel(self, sw, training):
     w = tf.convert_to_tensor(sw.weight)
     mask = tf.convert_to_tensor(sw.mask)
     if not training or self.forward_mask:

@@ -93,3 +93,33 @@ class InvariantProbe(keras.callbacks.Callback):
     self.unions = unions
     self.masks.append([value(sw.mask).copy() for sw in sws])
     self.steps += 1
+
+
+def reference_gradient(model, x, y, variable, loss):
+  """d loss(y, model(x)) / d `variable` by the backend's own autodiff.
+
+  `GradientTape` (also for a tf_keras model), `jax.grad` or
+  `torch.autograd`.
+  """
+  if BACKEND == "tensorflow":
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    target = variable.value if isinstance(variable, keras.Variable) else (
+        variable)
+    with tf.GradientTape() as tape:
+      value_ = loss(y, model(x, training=True))
+    return tape.gradient(value_, target).numpy()
+  if BACKEND == "jax":
+    import jax  # pylint: disable=g-import-not-at-top
+    trainable = [v.value for v in model.trainable_variables]
+    others = [v.value for v in model.non_trainable_variables]
+
+    def loss_of(values):
+      pred, _ = model.stateless_call(values, others, x, training=True)
+      return loss(y, pred)
+
+    index = next(i for i, v in enumerate(model.trainable_variables)
+                 if v is variable)
+    return np.asarray(jax.grad(loss_of)(trainable)[index])
+  value_ = loss(y, model(x, training=True))
+  value_.backward()
+  return variable.value.grad.detach().cpu().numpy()

@@ -455,3 +455,76 @@ def test_kernels_of_a_custom_layers_sublayers_train_sparse_and_strip(
   assert type(plain.get_layer("block")).__name__ == "Block"
   np.testing.assert_allclose(plain.predict(x, verbose=0),
                              model.predict(x, verbose=0), atol=1e-5)
+
+
+# --- A layer used more than once per step (shared, tied embeddings): one
+# mask, and the dense gradient RigL and SNFS store is the sum of the calls'
+# gradients counted once, as the backend's autodiff gives it for the masked
+# kernel, with and without LossScaleOptimizer. ---
+
+SHARED_MODELS = ["shared_dense", "tied_embedding"]
+
+
+def _shared_trained(k, name, grow, loss_scale, steps):
+  """The model made sparse and trained `steps` steps on one batch, lr 0."""
+  if name == "tied_embedding":
+    if k is not keras:
+      pytest.skip("keras_hub's ReversibleEmbedding is a Keras 3 layer")
+    pytest.importorskip("keras_hub")
+  model = itop_tf.sparsify(getattr(model_cases, name)(k), sparsity=0.5,
+                           grow=grow,
+                           schedule=itop_tf.RegrowthSchedule(1000, 2000))
+  optimizer = k.optimizers.SGD(0.0)
+  if loss_scale:
+    optimizer = (k.optimizers.LossScaleOptimizer(optimizer) if k is keras
+                 else k.mixed_precision.LossScaleOptimizer(optimizer))
+  loss = k.losses.SparseCategoricalCrossentropy(from_logits=True)
+  model.compile(optimizer, loss)
+  wrapper = next(w for w in itop_tf.find_wrappers(model)
+                 if w.layer.name == "shared")
+  if wrapper.capture is not None:
+    wrapper.capture.assign(True)   # tf_keras captures only when armed
+  x, y = model_cases.shared_data(name)
+  model.fit(x, y, batch_size=len(x), epochs=steps, shuffle=False, verbose=0)
+  frontends.frontend_of(model).sync(model)
+  scale = 1.0
+  if loss_scale:
+    scale = float(_numpy(model, optimizer.dynamic_scale if k is keras
+                         else optimizer.loss_scale))
+  plain = itop_tf.strip(model)
+  kernel = next(v for v in plain.get_layer("shared").trainable_weights
+                if len(v.shape) == 2)
+  # The gradient of the scaled loss (what the optimizer differentiates).
+  want = scale * helpers.reference_gradient(plain, x, y, kernel, loss)
+  return model, wrapper, (x, y), scale, want
+
+
+@pytest.mark.parametrize("loss_scale", [False, True], ids=["plain", "lso"])
+@pytest.mark.parametrize("name", SHARED_MODELS)
+def test_rigl_stores_the_sum_of_a_shared_layers_gradients_once(
+    keras_module, name, loss_scale):
+  model, wrapper, (x, y), scale, want = _shared_trained(
+      keras_module, name, "gradient", loss_scale, steps=2)
+  assert len(wrapper.sparse_weights) == 1   # one mask for both calls
+  got = _numpy(model, wrapper.sparse_weights[0].dense_grad)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * scale)
+  # Steps that do not capture keep it (before, Keras 3 doubled it per step).
+  wrapper.capture.assign(False)
+  model.fit(x, y, batch_size=len(x), epochs=3, shuffle=False, verbose=0)
+  frontends.frontend_of(model).sync(model)
+  np.testing.assert_allclose(
+      _numpy(model, wrapper.sparse_weights[0].dense_grad), got, rtol=1e-6)
+
+
+@pytest.mark.parametrize("loss_scale", [False, True], ids=["plain", "lso"])
+@pytest.mark.parametrize("name", SHARED_MODELS)
+def test_snfs_averages_a_shared_layers_gradient_once_per_step(
+    keras_module, name, loss_scale):
+  steps = 4
+  model, wrapper, _, scale, want = _shared_trained(
+      keras_module, name, "momentum", loss_scale, steps)
+  decay = wrapper.growth.gradient_decay
+  # The same gradient every step (lr 0), from 0: (1 - decay^steps) of it.
+  np.testing.assert_allclose(
+      _numpy(model, wrapper.sparse_weights[0].dense_grad),
+      (1.0 - decay**steps) * want, rtol=1e-4, atol=1e-6 * scale)

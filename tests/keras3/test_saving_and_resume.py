@@ -8,6 +8,7 @@ import pytest
 
 import itop_tf
 import keras3_helpers as helpers
+import model_cases
 from keras3_helpers import value
 
 
@@ -91,3 +92,17 @@ def test_training_on_from_a_keras_file_ends_where_one_run_does(tmp_path):
     np.testing.assert_array_equal(m, m2)
     np.testing.assert_array_equal(u, u2)
     np.testing.assert_allclose(w, w2, atol=1e-5)
+
+
+def test_a_file_saved_before_the_call_counter_loads():
+  model = itop_tf.sparsify(model_cases.shared_dense(keras), sparsity=0.5,
+                           grow="gradient", schedule=helpers.schedule())
+  wrapper = model.get_layer("shared")
+  # The wrapper's own variables, in the order Keras saves them.
+  variables = wrapper._trainable_variables + wrapper._non_trainable_variables  # pylint: disable=protected-access
+  old = [v for v in variables if v is not wrapper.calls]
+  store = {str(i): np.ones(v.shape, v.dtype) for i, v in enumerate(old)}
+  wrapper.calls.assign(5.0)
+  wrapper.load_own_variables(store)
+  assert float(helpers.value(wrapper.calls)) == 1.0
+  assert helpers.value(wrapper.sparse_weights[0].mask).all()
