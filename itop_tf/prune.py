@@ -309,15 +309,17 @@ def _plan(model, frontend, sparsity, distribution, dense_layers,
     reason = reasons[id(l)]
     has_kernel = any(len(w.shape) >= 2 for w in l.trainable_weights)
     if l.name in named and reason:
-      raise ValueError(f"layer_densities names {l.name!r}, which cannot be "
-                       f"made sparse: {reason}.")
+      raise ValueError(
+          f"layer_densities names {l.name!r}, which cannot be made sparse: "
+          f"{reason}. Leave it out of layer_densities, or wrap its sublayers "
+          f"by hand (itop_tf.{frontend.name}.PruneAndRegrow).")
     if reason:
       if l.name not in dense and select is not None and selected(l, None):
         if has_kernel:
           raise ValueError(
               f"select chose {l.name!r}, which cannot be made sparse: "
               f"{reason}. Leave it out of select, or wrap its sublayers by "
-              "hand.")
+              f"hand (itop_tf.{frontend.name}.PruneAndRegrow).")
       elif has_kernel and l.name not in dense and select is None:
         left_dense.append(f"{l.name} ({reason})")
       continue
@@ -330,8 +332,10 @@ def _plan(model, frontend, sparsity, distribution, dense_layers,
                       if len(mine) < len(paths[id(l)]) else None))
       kernels.extend((l, owner, attr, path) for _, owner, attr, path in mine)
   if left_dense:
-    logging.warning("itop_tf.sparsify left these layers dense: %s",
-                    "; ".join(left_dense))
+    logging.warning(
+        "itop_tf.sparsify left these layers dense: %s. Name them in "
+        "dense_layers to keep them dense without this warning.",
+        "; ".join(left_dense))
   if not kernels:
     raise ValueError(
         f"The model has no layer itop_tf can make sparse ({frontend.supported}).")
