@@ -39,32 +39,44 @@ def _check_model(model, what, frontend):
         "the model.")
 
 
-def leaf_layers(model, keras_module):
-  """Leaf layers of `model` in order, recursing into nested models."""
+def leaf_layers(model, keras_module, seen=None):
+  """Leaf layers of `model` in order, recursing into nested models; each
+  once (a task model also uses its backbone's tied embedding itself)."""
+  seen = set() if seen is None else seen
   for layer in model.layers:
+    if id(layer) in seen:
+      continue
+    seen.add(id(layer))
     if isinstance(layer, keras_module.Model):
-      yield from leaf_layers(layer, keras_module)
+      yield from leaf_layers(layer, keras_module, seen)
     else:
       yield layer
 
 
-def _clone(model, make_layer, frontend):
+def _clone(model, make_layer, frontend, made=None):
   """Clones a Sequential/functional model, copying weights.
 
   `make_layer(layer)` returns the replacement of a leaf layer and a function
-  `copy(new)` that fills in its weights once it is built.
+  `copy(new)` that fills in its weights once it is built. A layer used in a
+  nested model and outside it (a task model's tied embedding) gets one
+  replacement (`made`: {id(layer): replacement}, over the nested models).
   """
   copies = []
+  made = {} if made is None else made
 
   def clone_fn(layer):
+    if id(layer) in made:
+      return made[id(layer)]
     if isinstance(layer, frontend.keras.Model):
-      return _clone(layer, make_layer, frontend)
-    if not hasattr(layer, "set_weights"):
+      new = _clone(layer, make_layer, frontend, made)
+    elif not hasattr(layer, "set_weights"):
       # A raw op of a Keras 3 functional graph (`h + x`, `h[:, 0]`,
       # `keras.ops.mean`): no weights to copy, nothing to make sparse.
-      return _fresh(layer)
-    new, copy = make_layer(layer)
-    copies.append((new, copy))
+      new = _fresh(layer)
+    else:
+      new, copy = make_layer(layer)
+      copies.append((new, copy))
+    made[id(layer)] = new
     return new
 
   new_model = frontend.keras.models.clone_model(model, clone_function=clone_fn)
