@@ -280,7 +280,7 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
 
   def __init__(self, layer, schedule=None, density=1.0, counts=None,
                grow="random", seed=0, pruning_schedule=None, kernels=None,
-               **kwargs):
+               name=None, **kwargs):
     if pruning_schedule is not None:
       if schedule is not None and schedule != pruning_schedule:
         raise ValueError("Give the schedule once: schedule= and its alias "
@@ -320,6 +320,10 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     if isinstance(layer, keras.layers.Layer) and "dtype" not in kwargs:
       kwargs["dtype"] = layer.dtype_policy
     super().__init__(layer, pruning_schedule=schedule, **kwargs)
+    # TF-MOT names its wrapper "prune_low_magnitude_<name>" whatever it is
+    # given; ours takes the layer's name (or the one given), so
+    # model.get_layer(name) still finds it, as on Keras 3.
+    object.__setattr__(self, "_name", name or layer.name)
     self.pruning_obj = _Remask(self)
     # Masked forward pass in training too; MaskUpdater sets it for an
     # optimizer that is not elementwise (see the module docstring).
