@@ -92,3 +92,23 @@ def shared_data(name, n=16):
             rng.integers(0, 12, (n,)).astype("int32"))
   return (rng.normal(size=(n, 8)).astype("float32"),
           rng.integers(0, 3, (n,)).astype("int32"))
+
+
+def attention(keras, classes=3):
+  """Self-attention then cross-attention (query 6 x 8, context 4 x 12), a
+  head: MultiHeadAttention's projections are the kernels to make sparse."""
+  inp, ctx = keras.Input((6, 8)), keras.Input((4, 12))
+  x = keras.layers.Add()([inp, keras.layers.MultiHeadAttention(
+      2, 4, name="self_mha")(inp, inp)])
+  x = keras.layers.Add()([x, keras.layers.MultiHeadAttention(
+      2, 4, name="cross_mha")(x, ctx)])
+  out = keras.layers.Dense(classes, name="head")(
+      keras.layers.GlobalAveragePooling1D()(x))
+  return keras.Model([inp, ctx], out)
+
+
+def attention_data(n=32, classes=3):
+  rng = np.random.default_rng(2)
+  return ([rng.normal(size=(n, 6, 8)).astype("float32"),
+           rng.normal(size=(n, 4, 12)).astype("float32")],
+          rng.integers(0, classes, (n,)).astype("int32"))

@@ -13,6 +13,7 @@ import tf_keras as keras
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from itop_tf import array_ops
+from itop_tf import distributions
 from itop_tf import frontends
 from itop_tf.tf_keras import metrics
 from itop_tf.tf_keras import wrapper as wrapper_lib
@@ -73,8 +74,9 @@ class TFKerasFrontend(frontends.Frontend):
   name = "tf_keras"
   keras = keras
   wrapper = wrapper_lib.PruneAndRegrow
-  supported = ("Dense, Conv, DepthwiseConv2D, SeparableConv, Embedding, "
-               "LSTM/GRU/SimpleRNN, and custom layers holding them")
+  supported = ("Dense, EinsumDense, Conv, DepthwiseConv2D, SeparableConv, "
+               "Embedding, LSTM/GRU/SimpleRNN, MultiHeadAttention, and custom "
+               "layers holding them")
   # A wrapper's `capture` starts False: only an armed step captures.
   captures_by_default = False
 
@@ -91,6 +93,12 @@ class TFKerasFrontend(frontends.Frontend):
     found = wrapper_lib.prunable_kernels(layer)
     return found if kernels is None else [found[i] for i in kernels]
 
+  def erk_shape(self, owner, attr):
+    shape = tuple(int(d) for d in getattr(owner, attr).shape)
+    if isinstance(owner, keras.layers.EinsumDense):
+      return distributions.einsum_fans(owner.equation, shape) or shape
+    return shape
+
   def kernel_paths(self, layer):
     nested = wrapper_lib.nested_kernels(layer) if layer.built else []
     if nested:
@@ -101,6 +109,7 @@ class TFKerasFrontend(frontends.Frontend):
   def prepare(self, fresh, original):
     """Builds a copied custom layer as the original was, for its sublayers."""
     if (not fresh.built and original.built and
+        not isinstance(original, keras.layers.MultiHeadAttention) and
         wrapper_lib.nested_kernels(original)):
       config = original.get_build_config()
       if config and config.get("input_shape") is not None:

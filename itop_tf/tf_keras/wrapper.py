@@ -65,6 +65,7 @@ _KERNEL_ATTRS = (
     (keras.layers.SeparableConv1D, ("pointwise_kernel",)),
     (keras.layers.SeparableConv2D, ("pointwise_kernel",)),
     (keras.layers.Dense, ("kernel",)),
+    (keras.layers.EinsumDense, ("kernel",)),
     (keras.layers.Conv1D, ("kernel",)),
     (keras.layers.Conv2D, ("kernel",)),
     (keras.layers.Conv3D, ("kernel",)),
@@ -93,6 +94,34 @@ def _own_kernels(layer):
       return [(layer, a, getattr(layer, a).name.split("/")[-1].split(":")[0])
               for a in attrs if getattr(layer, a, None) is not None]
   return None
+
+
+def _is_attention(layer):
+  """A MultiHeadAttention: it builds its projections at its first call."""
+  return isinstance(layer, keras.layers.MultiHeadAttention)
+
+
+def _build_attention(layer, query, value, key=None):
+  """Makes and builds a MultiHeadAttention's projections for these inputs.
+
+  tf_keras makes them at the layer's first call and builds them as they
+  run; a wrapper needs their kernels in its own build, before that.
+  """
+  query = tf.TensorShape(query.shape)
+  value = tf.TensorShape(value.shape)
+  key = value if key is None else tf.TensorShape(key.shape)
+  # pylint: disable=protected-access
+  layer._build_from_signature(query, value, key)
+  shapes = ((layer._query_dense, query), (layer._key_dense, key),
+            (layer._value_dense, value),
+            (layer._output_dense, query[:-1].concatenate(
+                [layer._num_heads, layer._value_dim])))
+  # Named as a call would name them ("mha/query/kernel"): H5 files key
+  # weights by name.
+  with tf.name_scope(layer.name):
+    for sub, shape in shapes:
+      with tf.name_scope(sub.name):
+        sub.build(shape)
 
 
 def _sublayers(layer):
@@ -128,7 +157,7 @@ def prunable_kernels(layer):
   for cls, attrs in _KERNEL_ATTRS:
     if isinstance(layer, cls):
       return [(layer, a) for a in attrs if getattr(layer, a, None) is not None]
-  if getattr(layer, "_itop_nested", False):
+  if getattr(layer, "_itop_nested", False) or _is_attention(layer):
     return [(o, a) for o, a, _ in nested_kernels(layer)]
   weights = []
   if hasattr(layer, "get_prunable_weights"):
@@ -157,9 +186,9 @@ def supports(layer):
     return True
   if hasattr(layer, "get_prunable_weights"):
     return True
+  if _is_attention(layer):
+    return True  # its projections, once built (`PruneAndRegrow.__call__`)
   registry = pruning_wrapper.prune_registry.PruneRegistry
-  if registry._is_mha_layer(layer):
-    return False  # builds from (query, value) shapes a Wrapper cannot pass.
   if registry.supports(layer):
     return registry._is_rnn_layer(layer) or bool(registry._weight_names(layer))
   # A custom layer holding Dense/Conv/Embedding layers, once built.
@@ -253,9 +282,12 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
   threshold, and `strip_pruning` returns the inner layers with exact zeros.
 
   Args:
-    layer: the Keras layer to wrap (Dense, Conv1D/2D/3D and their transposes,
-      DepthwiseConv2D, SeparableConv1D/2D, Embedding, LSTM/GRU/SimpleRNN, or
-      any layer with `get_prunable_weights`; not MultiHeadAttention).
+    layer: the Keras layer to wrap (Dense, EinsumDense, Conv1D/2D/3D and
+      their transposes, DepthwiseConv2D, SeparableConv1D/2D, Embedding,
+      LSTM/GRU/SimpleRNN, MultiHeadAttention (its projections), a custom
+      layer holding such layers, or any layer with `get_prunable_weights`).
+    name: the layer's name by default (TF-MOT's would be
+      "prune_low_magnitude_<name>").
     schedule: a `RegrowthSchedule` (`pruning_schedule=`, TF-MOT's name, is
       accepted as an alias).
     density: fraction of each kernel kept active, in (0, 1].
@@ -450,7 +482,19 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     return _masked_gradient(w, mask, sw.dense_grad, self.capture,
                             self.growth.gradient_decay)
 
-  def call(self, inputs, training=None, **kwargs):
+  def __call__(self, *args, **kwargs):
+    inner = self.layer
+    if _is_attention(inner) and not (
+        inner._built_from_signature and inner._query_dense.built):  # pylint: disable=protected-access
+      # MultiHeadAttention makes its projections from the query and value
+      # shapes at its first call; the wrapper's build needs their kernels.
+      query = args[0] if args else kwargs.get("inputs", kwargs.get("query"))
+      value = args[1] if len(args) > 1 else kwargs.get("value", query)
+      key = args[2] if len(args) > 2 else kwargs.get("key")
+      _build_attention(inner, query, value, key)
+    return super().__call__(*args, **kwargs)
+
+  def call(self, inputs, *args, training=None, **kwargs):
     # Only a Python True (what `fit` passes) trains on the unmasked kernel;
     # None, False and symbolic values get the masked forward pass.
     phase = keras.backend.learning_phase() if training is None else training
@@ -464,7 +508,7 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
       if "training" in inspect.getfullargspec(
           self.layer.call).args:
         kwargs["training"] = training
-      return self.layer.call(inputs, **kwargs)
+      return self.layer.call(inputs, *args, **kwargs)
     finally:
       for sw, _ in masked:
         object.__setattr__(sw.owner, sw.attr, sw.weight)

@@ -528,3 +528,36 @@ def test_snfs_averages_a_shared_layers_gradient_once_per_step(
   np.testing.assert_allclose(
       _numpy(model, wrapper.sparse_weights[0].dense_grad),
       (1.0 - decay**steps) * want, rtol=1e-4, atol=1e-6 * scale)
+
+
+def test_attention_projections_train_sparse_and_strip(keras_module):
+  k = keras_module
+  model = itop_tf.sparsify(model_cases.attention(k), sparsity=0.8,
+                           grow="gradient",
+                           schedule=itop_tf.RegrowthSchedule(2, 100))
+  sws = frontends.frontend_of(model).sparse_weights(model)
+  projections = ["query", "key", "value", "attention_output"]
+  assert [sw.name for sw in sws] == (
+      [f"self_mha/{p}" for p in projections] +
+      [f"cross_mha/{p}" for p in projections] + ["head"])
+  # ERK over the einsum kernels as matrices: (12, 2, 4) is 12 x 8.
+  counts = distributions.layer_counts(
+      [(8, 8)] * 5 + [(12, 8)] * 2 + [(8, 8), (8, 3)], 0.2)[1]
+  assert [sw.count for sw in sws] == [int(c) for c in counts]
+  model.compile(k.optimizers.Adam(0.01),
+                k.losses.SparseCategoricalCrossentropy(from_logits=True))
+  before = [m.copy() for m, _, _, _ in _state(model)]
+  x, y = model_cases.attention_data()
+  model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+            callbacks=[itop_tf.ITOPCallback()])
+  state = _state(model)
+  for (mask, weight, union, count), old in zip(state, before):
+    assert mask.sum() == count and np.all(weight[~mask] == 0)
+    assert np.all(union[mask]) and np.all(union[old])
+  assert not np.array_equal(state[5][0], before[5])   # cross_mha/key moved
+  plain = itop_tf.strip(model)
+  assert not itop_tf.find_wrappers(plain)
+  assert isinstance(plain.get_layer("cross_mha"),
+                    k.layers.MultiHeadAttention)
+  np.testing.assert_allclose(plain.predict(x, verbose=0),
+                             model.predict(x, verbose=0), atol=1e-5)
