@@ -7,6 +7,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 import itop_tf
+import model_cases
 from tf_keras_helpers import compile_sgd, kernels, sparse_mlp, toy_data
 
 
@@ -131,3 +132,18 @@ def test_per_layer_stats_in_epoch_logs():
   assert "itop_rate/fc1" not in compile_sgd(sparse_mlp()).fit(
       x, y, epochs=1, verbose=0,
       callbacks=[itop_tf.ITOPCallback()]).history
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+def test_attention_projections_save_and_load(tmp_path, suffix):
+  model = itop_tf.sparsify(model_cases.attention(keras), sparsity=0.8,
+                           schedule=itop_tf.RegrowthSchedule(2, 100))
+  x, _ = model_cases.attention_data(n=8)
+  path = str(tmp_path / f"attention{suffix}")
+  model.save(path)
+  with itop_tf.tf_keras.scope():
+    loaded = keras.models.load_model(path)
+  np.testing.assert_allclose(loaded.predict(x, verbose=0),
+                             model.predict(x, verbose=0), atol=1e-5)
+  assert [(sw.name, sw.count) for _, sw in kernels(loaded)] == [
+      (sw.name, sw.count) for _, sw in kernels(model)]

@@ -102,14 +102,13 @@ def _is_attention(layer):
 
 
 def _build_attention(layer, query, value, key=None):
-  """Makes and builds a MultiHeadAttention's projections for these inputs.
+  """Makes and builds a MultiHeadAttention's projections for these shapes.
 
   tf_keras makes them at the layer's first call and builds them as they
   run; a wrapper needs their kernels in its own build, before that.
   """
-  query = tf.TensorShape(query.shape)
-  value = tf.TensorShape(value.shape)
-  key = value if key is None else tf.TensorShape(key.shape)
+  query, value = tf.TensorShape(query), tf.TensorShape(value)
+  key = value if key is None else tf.TensorShape(key)
   # pylint: disable=protected-access
   layer._build_from_signature(query, value, key)
   shapes = ((layer._query_dense, query), (layer._key_dense, key),
@@ -491,8 +490,25 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
       query = args[0] if args else kwargs.get("inputs", kwargs.get("query"))
       value = args[1] if len(args) > 1 else kwargs.get("value", query)
       key = args[2] if len(args) > 2 else kwargs.get("key")
-      _build_attention(inner, query, value, key)
+      _build_attention(inner, query.shape, value.shape,
+                       None if key is None else key.shape)
     return super().__call__(*args, **kwargs)
+
+  def get_build_config(self):
+    config = super().get_build_config()
+    inner = self.layer
+    if config is not None and _is_attention(inner) and (
+        inner._built_from_signature):  # pylint: disable=protected-access
+      # pylint: disable-next=protected-access
+      shapes = (inner._query_shape, inner._value_shape, inner._key_shape)
+      config["attention_shapes"] = [s.as_list() for s in shapes]
+    return config
+
+  def build_from_config(self, config):
+    shapes = config.get("attention_shapes")
+    if shapes and not self.built:
+      _build_attention(self.layer, *shapes)
+    super().build_from_config(config)
 
   def call(self, inputs, *args, training=None, **kwargs):
     # Only a Python True (what `fit` passes) trains on the unmasked kernel;
