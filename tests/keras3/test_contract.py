@@ -463,6 +463,9 @@ def test_kernels_of_a_custom_layers_sublayers_train_sparse_and_strip(
 # kernel, with and without LossScaleOptimizer. ---
 
 SHARED_MODELS = ["shared_dense", "tied_embedding"]
+# With LossScaleOptimizer in the full suite only: the fast tier stays short.
+LOSS_SCALE = [pytest.param(False, id="plain"),
+              pytest.param(True, id="lso", marks=pytest.mark.slow)]
 
 
 def _shared_trained(k, name, grow, loss_scale, steps):
@@ -499,7 +502,7 @@ def _shared_trained(k, name, grow, loss_scale, steps):
   return model, wrapper, (x, y), scale, want
 
 
-@pytest.mark.parametrize("loss_scale", [False, True], ids=["plain", "lso"])
+@pytest.mark.parametrize("loss_scale", LOSS_SCALE)
 @pytest.mark.parametrize("name", SHARED_MODELS)
 def test_rigl_stores_the_sum_of_a_shared_layers_gradients_once(
     keras_module, name, loss_scale):
@@ -516,7 +519,7 @@ def test_rigl_stores_the_sum_of_a_shared_layers_gradients_once(
       _numpy(model, wrapper.sparse_weights[0].dense_grad), got, rtol=1e-6)
 
 
-@pytest.mark.parametrize("loss_scale", [False, True], ids=["plain", "lso"])
+@pytest.mark.parametrize("loss_scale", LOSS_SCALE)
 @pytest.mark.parametrize("name", SHARED_MODELS)
 def test_snfs_averages_a_shared_layers_gradient_once_per_step(
     keras_module, name, loss_scale):
