@@ -120,9 +120,12 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
              erk_power_scale=1.0, seed=0, select=None):
   """Returns a copy of `model` whose kernels train sparse with ITOP.
 
-  Every kernel of a Dense, Conv, DepthwiseConv2D, SeparableConv, Embedding
-  or (tf_keras) recurrent layer, nested models included, gets a
-  `PruneAndRegrow` wrapper; biases and normalisation stay dense. Layer
+  Every kernel of a Dense, EinsumDense, Conv, DepthwiseConv2D,
+  SeparableConv, Embedding or (tf_keras) recurrent layer, nested models
+  included, gets a `PruneAndRegrow` wrapper, and so do the kernels of such
+  layers inside other layers (MultiHeadAttention's projections, Transformer
+  blocks, custom layers: one wrapper of the outer layer); biases and
+  normalisation stay dense. Layer
   densities follow `distribution` so that the active weights are exactly
   `round((1 - sparsity) * N)` of the `N` weights in the wrapped kernels, and
   each layer's initial mask is random with an exact count. The original
@@ -138,18 +141,24 @@ def sparsify(model, sparsity, schedule=None, distribution="erk",
     distribution: "erk" (default), "er" or "uniform".
     grow: "random" (SET), "gradient" (RigL), "momentum" (SNFS) or an
       `itop_tf.growth.Growth` instance.
-    dense_layers: names (or glob patterns, e.g. "head*") of layers to keep
-      dense; they are not wrapped and not counted in the sparsity or R_s.
-    layer_densities: optional `{layer name or glob pattern: density}`; an
-      exact name wins over a pattern, and the first matching pattern over
-      later ones. The other layers share the rest of the global budget.
+    dense_layers: names or patterns of layers or kernels to keep dense;
+      they are not wrapped and not counted in the sparsity or R_s. A
+      pattern is a glob string (e.g. "head*", "*/query/kernel") or a
+      compiled `re.Pattern` matching a whole name; it matches layer names
+      and kernel paths (layer, nested layers, variable:
+      "encoder/self_attention/query/kernel").
+    layer_densities: optional `{name or pattern: density}` over the same
+      names; an exact name wins over a pattern, and the first matching
+      pattern over later ones. The other kernels share the rest of the
+      global budget.
     erk_power_scale: exponent on the ERK scores.
     seed: integer; masks and random growth are deterministic given it.
-    select: which layers to make sparse: None (every layer that can be), a
-      glob pattern or a list of them matched against layer names (e.g.
-      `["conv*", "fc?"]`), or a callable taking a layer and returning a
-      bool. Layers left out stay dense and are not counted. A selected layer
-      with a kernel that cannot be wrapped is an error, not left dense.
+    select: which kernels to make sparse: None (every one that can be), a
+      pattern or a list of them over layer names and kernel paths (e.g.
+      `["conv*", "*/query/kernel", re.compile(r"block_\d+/.*")]`), or a
+      callable taking a layer and returning a bool. What is left out stays
+      dense and is not counted. A selected layer with a kernel that cannot
+      be wrapped is an error, not left dense.
 
   Returns:
     A new model of the same Keras with `PruneAndRegrow` layers
