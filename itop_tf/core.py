@@ -404,6 +404,25 @@ def nested_kernels(layer, direct, sublayers):
   return out
 
 
+def chosen_kernels(layer_name, found, kernels=None):
+  """The entries of `found` (a layer's sparse-able kernels) at `kernels`.
+
+  Args:
+    layer_name: the layer's name, for the error.
+    found: every kernel the wrapper could take, in its order.
+    kernels: indices into `found`, or None for all of them.
+
+  Raises:
+    ValueError: an index out of range.
+  """
+  if kernels is None:
+    return list(found)
+  if not all(0 <= i < len(found) for i in kernels):
+    raise ValueError(f"Layer {layer_name!r} has {len(found)} sparse-able "
+                     f"kernels; kernels={list(kernels)} is out of range.")
+  return [found[i] for i in kernels]
+
+
 def prune_count(fraction, count):
   """Connections an update replaces: `ceil(fraction * count)`, at most all."""
   return min(math.ceil(fraction * count), count)

@@ -21,6 +21,8 @@ import contextlib
 
 import numpy as np
 
+from itop_tf import distributions
+
 FRONTEND_NAMES = ("tf_keras", "keras3")
 
 
@@ -146,8 +148,13 @@ class Frontend:
     raise NotImplementedError
 
   def erk_shape(self, owner, attr):
-    """The shape ERK scores the kernel `owner.attr` by (default: its own)."""
-    return tuple(int(d) for d in getattr(owner, attr).shape)
+    """The shape ERK scores the kernel `owner.attr` by: its own, or for an
+    EinsumDense kernel the matrix its equation makes
+    (`distributions.einsum_fans`)."""
+    shape = tuple(int(d) for d in getattr(owner, attr).shape)
+    if isinstance(owner, self.keras.layers.EinsumDense):
+      return distributions.einsum_fans(owner.equation, shape) or shape
+    return shape
 
   def prepare(self, fresh, original):
     """Readies `fresh`, a copy of `original` from its config, for a wrapper.

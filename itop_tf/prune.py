@@ -312,16 +312,15 @@ def _plan(model, frontend, sparsity, distribution, dense_layers,
   names = layer_names | {p for ps in paths.values() for p in ps}
   dense = _chosen(_patterns(dense_layers or (), "dense_layers"), names,
                   "dense_layers", layer_names)
-  densities = list(dict(layer_densities or {}).items())
-  for pattern, _ in densities:
-    _chosen(_patterns(pattern, "layer_densities"), names, "layer_densities",
-            layer_names)
-  named = {n for p, _ in densities for n in _matching(p, names)}
+  # (pattern, density, the names it matches), matched once.
+  densities = [(p, d, _chosen(_patterns(p, "layer_densities"), names,
+                              "layer_densities", layer_names))
+               for p, d in dict(layer_densities or {}).items()]
+  named = set().union(*(m for _, _, m in densities))
 
   def density_of(layer, path):
     """The density `layer_densities` gives a kernel: an exact name first."""
-    found = [(p, d) for p, d in densities
-             if set(_matching(p, names)) & {layer.name, path}]
+    found = [(p, d) for p, d, m in densities if m & {layer.name, path}]
     exact = [d for p, d in found if p in (layer.name, path)]
     return (exact or [d for _, d in found] or [None])[0]
   selected = _selector(select, names, layer_names)

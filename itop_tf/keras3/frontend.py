@@ -124,9 +124,6 @@ class Keras3Frontend(frontends.Frontend):
   def kernel_paths(self, layer):
     return wrapper_lib.kernel_paths(layer)
 
-  def erk_shape(self, owner, attr):
-    return wrapper_lib.erk_shape(owner, attr)
-
   def prepare(self, fresh, original):
     """Builds `fresh` as `original` was built.
 

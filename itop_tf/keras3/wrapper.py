@@ -181,14 +181,8 @@ def prunable_kernels(layer, kernels=None):
     raise ValueError(
         f"Layer {layer.name!r} cannot be made sparse: {reason}. Keep it dense "
         "(dense_layers=[...]) or use a supported layer.")
-  found = [(o, a) for o, a, _ in _entries(layer)]
-  if kernels is None:
-    return found
-  bad = [i for i in kernels if not 0 <= i < len(found)]
-  if bad:
-    raise ValueError(f"Layer {layer.name!r} has {len(found)} sparse-able "
-                     f"kernels; kernels={list(kernels)} is out of range.")
-  return [found[i] for i in kernels]
+  return core.chosen_kernels(layer.name,
+                             [(o, a) for o, a, _ in _entries(layer)], kernels)
 
 
 def kernel_paths(layer):
@@ -199,16 +193,6 @@ def kernel_paths(layer):
   the kernel's `variable.path`.
   """
   return [f"{layer.name}/{p}" for _, _, p in _entries(layer)]
-
-
-def erk_shape(owner, attr):
-  """The shape ERK scores a kernel by: an EinsumDense kernel as a matrix."""
-  shape = tuple(int(d) for d in getattr(owner, attr).shape)
-  if isinstance(owner, keras.layers.EinsumDense):
-    fans = distributions.einsum_fans(owner.equation, shape)
-    if fans is not None:
-      return fans
-  return shape
 
 
 def _dense(gradient):

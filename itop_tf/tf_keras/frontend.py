@@ -13,7 +13,6 @@ import tf_keras as keras
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from itop_tf import array_ops
-from itop_tf import distributions
 from itop_tf import frontends
 from itop_tf.tf_keras import metrics
 from itop_tf.tf_keras import wrapper as wrapper_lib
@@ -90,21 +89,10 @@ class TFKerasFrontend(frontends.Frontend):
     return f"{type(layer).__name__} is not a layer type itop_tf wraps"
 
   def prunable_kernels(self, layer, kernels=None):
-    found = wrapper_lib.prunable_kernels(layer)
-    return found if kernels is None else [found[i] for i in kernels]
-
-  def erk_shape(self, owner, attr):
-    shape = tuple(int(d) for d in getattr(owner, attr).shape)
-    if isinstance(owner, keras.layers.EinsumDense):
-      return distributions.einsum_fans(owner.equation, shape) or shape
-    return shape
+    return wrapper_lib.prunable_kernels(layer, kernels)
 
   def kernel_paths(self, layer):
-    nested = wrapper_lib.nested_kernels(layer) if layer.built else []
-    if nested:
-      return [f"{layer.name}/{p}" for _, _, p in nested]
-    return [f"{layer.name}/" + getattr(o, a).name.split("/")[-1].split(":")[0]
-            for o, a in wrapper_lib.prunable_kernels(layer)]
+    return wrapper_lib.kernel_paths(layer)
 
   def prepare(self, fresh, original):
     """Builds a copied custom layer as the original was, for its sublayers."""

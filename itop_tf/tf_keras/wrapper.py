@@ -87,11 +87,16 @@ def _find_attr(layer, var, depth=2):
   return None
 
 
+def _variable_name(variable):
+  """"kernel" for the variable "block/dense/kernel:0"."""
+  return variable.name.split("/")[-1].split(":")[0]
+
+
 def _own_kernels(layer):
   """(owner, attr, variable name) of a built layer type's kernels, or None."""
   for cls, attrs in _KERNEL_ATTRS:
     if isinstance(layer, cls):
-      return [(layer, a, getattr(layer, a).name.split("/")[-1].split(":")[0])
+      return [(layer, a, _variable_name(getattr(layer, a)))
               for a in attrs if getattr(layer, a, None) is not None]
   return None
 
@@ -134,16 +139,17 @@ def nested_kernels(layer):
   custom layer is built (its `build` must build them); see
   `core.nested_kernels`.
   """
-  if any(isinstance(layer, cls) for cls, _ in _KERNEL_ATTRS):
+  if _own_kernels(layer) is not None:
     return []
   return core.nested_kernels(layer, _own_kernels, _sublayers)
 
 
-def prunable_kernels(layer):
+def prunable_kernels(layer, kernels=None):
   """The kernels of `layer` that itop_tf makes sparse, as (owner, attr) pairs.
 
   Args:
     layer: a built Keras layer.
+    kernels: optional indices into the list: the ones to keep.
 
   Returns:
     A list of `(owner, attribute_name)`; empty if the layer has no kernel
@@ -151,11 +157,30 @@ def prunable_kernels(layer):
 
   Raises:
     ValueError: the layer declares prunable weights that are not stored as
-      attributes, so the wrapper could not feed them masked.
+      attributes, so the wrapper could not feed them masked; an index of
+      `kernels` out of range.
   """
-  for cls, attrs in _KERNEL_ATTRS:
-    if isinstance(layer, cls):
-      return [(layer, a) for a in attrs if getattr(layer, a, None) is not None]
+  return core.chosen_kernels(layer.name, _all_kernels(layer), kernels)
+
+
+def kernel_paths(layer):
+  """The path of each of `prunable_kernels(layer)`, e.g. "dense/kernel".
+
+  The layer's name, the nested layers' names down to the kernel's owner
+  (for a custom layer or MultiHeadAttention), and the variable's name.
+  """
+  nested = nested_kernels(layer) if layer.built else []
+  if nested:
+    return [f"{layer.name}/{p}" for _, _, p in nested]
+  return [f"{layer.name}/{_variable_name(getattr(o, a))}"
+          for o, a in prunable_kernels(layer)]
+
+
+def _all_kernels(layer):
+  """`prunable_kernels(layer)` before any `kernels` are picked."""
+  own = _own_kernels(layer)
+  if own is not None:
+    return [(o, a) for o, a, _ in own]
   if getattr(layer, "_itop_nested", False) or _is_attention(layer):
     return [(o, a) for o, a, _ in nested_kernels(layer)]
   weights = []
@@ -386,13 +411,7 @@ class PruneAndRegrow(pruning_wrapper.PruneLowMagnitude):
     # Skip PruneLowMagnitude.build: it creates TF-MOT's threshold and
     # pruning_step variables and a pruning object that we never use.
     keras.layers.Wrapper.build(self, input_shape)
-    kernels = prunable_kernels(self.layer)
-    if self.kernels is not None:
-      if not all(0 <= i < len(kernels) for i in self.kernels):
-        raise ValueError(
-            f"Layer {self.layer.name!r} has {len(kernels)} sparse-able "
-            f"kernels; kernels={self.kernels} is out of range.")
-      kernels = [kernels[i] for i in self.kernels]
+    kernels = prunable_kernels(self.layer, self.kernels)
     if not kernels:
       raise ValueError(
           f"Layer {self.layer.name!r} has no kernel itop_tf can make sparse.")

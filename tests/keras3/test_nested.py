@@ -16,7 +16,7 @@ import itop_tf
 import keras3_helpers as helpers
 import model_cases
 from itop_tf import distributions
-from itop_tf.keras3 import wrapper as wrapper_lib
+from itop_tf.keras3 import frontend as keras3_frontend
 
 
 # Registered, so the `.keras` file loads it.
@@ -126,8 +126,8 @@ def test_attention_kernels_are_scored_as_matrices_by_erk():
   query = layer._query_dense  # pylint: disable=protected-access
   output = layer._output_dense  # pylint: disable=protected-access
   # (8, 2, 4) -> 8 inputs x 8 outputs; (2, 4, 8) -> 8 x 8.
-  assert wrapper_lib.erk_shape(query, "_kernel") == (8, 8)
-  assert wrapper_lib.erk_shape(output, "_kernel") == (8, 8)
+  assert keras3_frontend.FRONTEND.erk_shape(query, "_kernel") == (8, 8)
+  assert keras3_frontend.FRONTEND.erk_shape(output, "_kernel") == (8, 8)
   got = counts(sparse())
   erk = distributions.layer_counts(
       [(20, 8)] + [(8, 8)] * 4 + [(8, 16), (16, 8), (8, 3)], 0.1)[1]
