@@ -203,22 +203,6 @@ def load_data(data_dir, train_examples=0):
   return tuple(out)
 
 
-def with_l2(model, keras, coefficient):
-  """`model` rebuilt with L2 on every kernel and bias.
-
-  `coefficient / 2 * sum(w**2)` in the loss: the gradient gains
-  `coefficient * w`, as PyTorch's SGD `weight_decay=coefficient`.
-  """
-  config = model.get_config()
-  for layer in config["layers"]:
-    cfg = layer["config"]
-    for key in ("kernel_regularizer", "bias_regularizer"):
-      if key in cfg:
-        cfg[key] = keras.regularizers.serialize(
-            keras.regularizers.L2(coefficient / 2))
-  return model.__class__.from_config(config)
-
-
 def torch_style_init(model, seed):
   """Draws every kernel and bias as PyTorch's nn.Linear/nn.Conv2d do.
 
@@ -440,7 +424,8 @@ def train(run, f):
   x, y, x_test, y_test = load_data(f.data_dir, f.train_examples)
   steps = epochs * steps_per_epoch(len(x))
   keras.utils.set_random_seed(f.seed + 1)
-  model = with_l2(models.build(name, (28, 28, 1), 10, keras), keras, L2)
+  model = models.with_weight_decay(
+      models.build(name, (28, 28, 1), 10, keras), keras, L2)
   if f.torch_init:
     torch_style_init(model, f.seed)
   callbacks = []
@@ -498,13 +483,12 @@ def child_args(run, f):
 
 
 def run_child(run, f):
-  env = dict(os.environ)
+  backend = None
   if run["frontend"].startswith("keras3:"):
-    env["KERAS_BACKEND"] = run["frontend"].split(":")[1]
+    backend = run["frontend"].split(":")[1]
   elif run["frontend"] in TORCH_FRONTENDS:
-    env["KERAS_BACKEND"] = "torch"  # itop_tf then loads torch before TF
-  else:
-    env.pop("KERAS_BACKEND", None)
+    backend = "torch"  # itop_tf then loads torch before TF
+  env = harness.child_environment(backend)
   out = subprocess.run(child_args(run, f), capture_output=True, text=True,
                        env=env, check=False)
   if out.returncode:

@@ -156,7 +156,7 @@ def train_one(f, name, model, epochs, sparsity, method, seed,
             f"--batch_size={f.batch_size}", f"--lr={f.lr}",
             f"--seed={seed}", f"--model_dir={model_dir}",
             f"--verbose={f.verbose}", "--eval_every=0",
-            "--checkpoint_every=1000"]
+            "--checkpoint_every=1000", "--frontend=tf_keras"]
     if f.data_dir:
       args.append(f"--data_dir={f.data_dir}")
     if f.manual_dir:

@@ -38,6 +38,9 @@ from itop_tf import growth
 from itop_tf import keras3
 from itop_tf.callbacks import ITOPCallback
 from itop_tf.distributions import layer_counts
+from itop_tf.flops import forward_flops
+from itop_tf.flops import training_flops
+from itop_tf.flops import training_flops_ratio
 from itop_tf.distributions import layer_densities
 from itop_tf.frontends import find_wrappers
 from itop_tf.metrics import exploration_rate
@@ -65,9 +68,6 @@ _MOVED = {
                        "itop_tf.keras3.ExplorationRate (Keras 3)",
     "scope": "itop_tf.tf_keras.scope (Keras 3 needs no scope)",
     "custom_objects": "itop_tf.tf_keras.custom_objects",
-    "forward_flops": "itop_tf.tf_keras.forward_flops",
-    "training_flops": "itop_tf.tf_keras.training_flops",
-    "training_flops_ratio": "itop_tf.tf_keras.training_flops_ratio",
 }
 
 
@@ -92,7 +92,8 @@ def __getattr__(name):
 
 __all__ = [
     "ExportReport", "ITOPCallback", "MaskUpdater", "RegrowthSchedule",
-    "exploration_rate", "export_tflite", "find_wrappers", "format_report",
+    "exploration_rate", "export_tflite", "find_wrappers", "format_report", "forward_flops",
     "growth", "keras3", "layer_counts", "layer_densities", "sparsify",
-    "sparsity_report", "strip", "tf_keras",
+    "sparsity_report", "strip", "tf_keras", "training_flops",
+    "training_flops_ratio",
 ]

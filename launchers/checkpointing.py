@@ -23,7 +23,10 @@ from absl import logging
 import tensorflow as tf
 import tf_keras as keras
 
-PREEMPTED_EXIT_CODE = 42
+from launchers import keras3_checkpoints
+from launchers import strategies
+
+PREEMPTED_EXIT_CODE = keras3_checkpoints.PREEMPTED_EXIT_CODE
 
 
 class CheckpointEverySteps(keras.callbacks.Callback):
@@ -59,16 +62,8 @@ def _preempted():
 
 def worker_dir(model_dir, strategy):
   """(is_chief, directory this worker writes to)."""
-  resolver = getattr(strategy, "cluster_resolver", None)
-  task_type = getattr(resolver, "task_type", None)
-  task_id = getattr(resolver, "task_id", None)
-  is_chief = (task_type in (None, "chief") or
-              (task_type == "worker" and task_id == 0 and
-               "chief" not in resolver.cluster_spec().as_dict()))
-  if is_chief:
-    return True, model_dir
-  return False, os.path.join(model_dir, "workers",
-                             f"{task_type}_{task_id}")
+  return strategies.worker_dir(model_dir,
+                               strategies.Placement(strategy=strategy))
 
 
 class RunCheckpoints:

@@ -267,6 +267,59 @@ def make_eval_dataset(spec, b, global_batch):
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def keras3_train_dataset(spec, b, global_batch, seed, steps_per_epoch,
+                         start_step, epochs, rows):
+  """The training stream of `make_train_fn` for Keras 3, this process's rows.
+
+  Every process builds the whole global stream (so a job of any number of
+  processes trains on the same global batches as one device) and keeps rows
+  `rows` of each batch; `keras.distribution` (JAX) splits them over the
+  process's devices, and `tf.distribute` (TensorFlow backend, one process)
+  splits whole batches over its replicas.
+
+  Args:
+    spec, b, global_batch, seed, steps_per_epoch, start_step, epochs: as in
+      `make_train_fn`.
+    rows: (start, stop) of this process's rows in a global batch.
+
+  Returns:
+    A `tf.data.Dataset` of `(image, one-hot label)` batches.
+  """
+  ds = make_train_fn(spec, b, global_batch, seed, steps_per_epoch,
+                     start_step, epochs)(tf.distribute.InputContext())
+  a, z = rows
+  if (a, z) != (0, global_batch):
+    ds = ds.map(lambda x, y: (x[a:z], y[a:z]))
+  return ds
+
+
+def keras3_eval_dataset(spec, b, global_batch, rows, pad):
+  """The test split for Keras 3: `(image, label, weight)` batches in order.
+
+  With `pad`, the last batch is filled up to `global_batch` with examples of
+  weight 0 (every device gets an equal share), and each batch is cut to
+  this process's `rows`.
+  """
+  ds = _as_dataset(b, spec, spec.test_split).map(
+      lambda image, label: preprocess_eval(image, label, spec),
+      num_parallel_calls=tf.data.AUTOTUNE).batch(global_batch)
+  a, z = rows
+
+  def batch(image, label):
+    label = tf.one_hot(label, spec.num_classes)
+    weight = tf.ones(tf.shape(label)[:1])
+    if pad:
+      fill = global_batch - tf.shape(label)[0]
+      image = tf.concat([image, tf.zeros(tf.concat(
+          [[fill], tf.shape(image)[1:]], 0), image.dtype)], 0)
+      label = tf.concat([label, tf.zeros([fill, spec.num_classes])], 0)
+      weight = tf.concat([weight, tf.zeros([fill])], 0)
+    return image[a:z], label[a:z], weight[a:z]
+
+  return ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+      tf.data.AUTOTUNE)
+
+
 def calibration_inputs(spec, b, count=200):
   """The first `count` training inputs, evaluation-preprocessed, as an array.
 

@@ -67,6 +67,16 @@ def define_flags(dataset_names, defaults, flag_values=FLAGS):
   d.update(defaults)
   define = flag_definer(flag_values)
 
+  define("enum", "frontend", "keras3",
+         "keras3: Keras 3 on the backend Keras is configured with "
+         "(KERAS_BACKEND=jax, tensorflow or torch); tf_keras: tf_keras with "
+         "TF-MOT (TensorFlow).", ["keras3", "tf_keras"])
+  define("enum", "input", "auto",
+         "Input pipeline (Keras 3): tfds (TFDS through tf.data); idx "
+         "(Fashion-MNIST's IDX files, NumPy); data_source (a TFDS data set "
+         "prepared as ArrayRecord, read without TensorFlow); auto: tfds where "
+         "TensorFlow can be imported, else idx or data_source.",
+         ["auto", "tfds", "idx", "data_source"])
   define("enum", "dataset", d["dataset"], "Data set (TFDS).", dataset_names)
   define("string", "data_dir", None, "TFDS data directory (prepared data "
          "sets); required for imagenet2012.")
@@ -120,9 +130,21 @@ def define_flags(dataset_names, defaults, flag_values=FLAGS):
   define("string", "model_dir", None,
          "Checkpoints, TensorBoard logs and results.json.")
   define("enum", "strategy", "default",
-         "tf.distribute strategy; multi_worker reads TF_CONFIG.",
+         "tf_keras and Keras 3 on TensorFlow: the tf.distribute strategy "
+         "(multi_worker reads TF_CONFIG). Keras 3 on JAX: keras.distribution "
+         "DataParallel over all devices (default, mirrored, tpu), and over "
+         "several hosts with multi_worker (--coordinator_address, "
+         "--num_processes, --process_id).",
          ["default", "mirrored", "multi_worker", "tpu"])
   define("string", "tpu", "", "TPU name or address for --strategy=tpu.")
+  define("string", "coordinator_address", None,
+         "Keras 3 on JAX, --strategy=multi_worker: host:port of process 0 "
+         "(keras.distribution.initialize).")
+  define("integer", "num_processes", 0,
+         "Keras 3 on JAX, --strategy=multi_worker: processes (hosts).")
+  define("integer", "process_id", 0,
+         "Keras 3 on JAX, --strategy=multi_worker: this process, in "
+         "[0, --num_processes).")
   define("enum", "mixed_precision", "none", "Keras mixed-precision policy.",
          ["none", "float16", "bfloat16"])
   define("bool", "jit", True, "Compile the training step with XLA.")
@@ -175,6 +197,7 @@ def _register_validators(fv):
   v("checkpoint_every", lambda x: x >= 0, "--checkpoint_every must be >= 0.")
   v("eval_every", lambda x: x >= 0, "--eval_every must be >= 0.")
   v("seed", lambda x: 0 <= x < 2**31 - 1, "--seed must be in [0, 2**31 - 1).")
+  v("num_processes", lambda x: x >= 0, "--num_processes must be >= 0.")
 
   def milestones(values):
     try:
@@ -202,6 +225,20 @@ def _register_validators(fv):
       lambda f: _check(f["export"] == "none" or f["method"] != "dense",
                        "--export writes a sparse model: --method=dense has "
                        "none (use static, set or rigl)."))
+  multi(
+      ["process_id", "num_processes"],
+      lambda f: _check(0 <= f["process_id"] < max(f["num_processes"], 1),
+                       "--process_id must be in [0, --num_processes)."))
+  multi(
+      ["frontend", "input"],
+      lambda f: _check(f["frontend"] == "keras3" or f["input"] in (
+          "auto", "tfds"), "--input=idx and --input=data_source are Keras 3 "
+                           "pipelines: tf_keras reads TFDS (--input=tfds)."))
+  multi(
+      ["input", "dataset"],
+      lambda f: _check(f["input"] != "idx" or f["dataset"] == "fashion_mnist",
+                       "--input=idx reads Fashion-MNIST's IDX files: use "
+                       "--input=tfds or data_source for other data sets."))
   multi(
       ["model", "dataset"],
       lambda f: _check(

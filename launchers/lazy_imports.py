@@ -14,6 +14,7 @@ Example:
 """
 
 import importlib
+import importlib.util
 
 
 _MODULE_DUNDERS = ("__version__", "__name__", "__file__", "__path__")
@@ -57,6 +58,14 @@ class LazyModule:
 
   def __repr__(self):
     return f"<lazy module {self._name!r}>"
+
+
+def available(name):
+  """Whether module `name` is installed (without importing it)."""
+  try:
+    return importlib.util.find_spec(name) is not None
+  except (ImportError, ValueError):
+    return False
 
 
 TENSORFLOW = LazyModule("tensorflow", "tensorflow")

@@ -140,6 +140,39 @@ MODELS = {
 }
 
 
+def with_weight_decay(model, keras_module, coefficient, batch_norm=True):
+  """`model` rebuilt from its config with L2 weight decay on its weights.
+
+  `coefficient / 2 * sum(w**2)` joins the loss for every kernel and bias
+  (and BatchNorm scale and offset with `batch_norm`): the gradient gains
+  `coefficient * w`, PyTorch SGD's `weight_decay=coefficient`, which the
+  paper's code uses. Layer regularizers, so it works on every backend; the
+  model is built anew (fresh weights, drawn from Keras' seed).
+
+  Args:
+    model: a dense functional model (not yet sparse).
+    keras_module: its Keras (tf_keras or Keras 3).
+    coefficient: the decay; 0 returns `model` unchanged.
+    batch_norm: also decay BatchNormalization's gamma and beta.
+
+  Returns:
+    The rebuilt model.
+  """
+  if not coefficient:
+    return model
+  l2 = keras_module.regularizers.serialize(
+      keras_module.regularizers.L2(coefficient / 2))
+  config = model.get_config()
+  for layer in config["layers"]:
+    cfg = layer["config"]
+    is_bn = layer["class_name"] == "BatchNormalization"
+    for key in cfg:
+      if (key.endswith("_regularizer") and key != "activity_regularizer"
+          and (batch_norm or not is_bn)):
+        cfg[key] = l2
+  return model.__class__.from_config(config)
+
+
 def build(name, input_shape, num_classes, keras_module=tf_keras):
   """Builds model `name` for inputs of `input_shape` (no batch dimension).
 

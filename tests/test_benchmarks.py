@@ -1,5 +1,6 @@
 """Benchmark and reproduction scripts: smoke runs, labels and accounting."""
 
+import json
 import os
 import re
 import subprocess
@@ -655,3 +656,24 @@ def test_keras3_gpu_script_refuses_an_unknown_part_before_running(tmp_path):
   assert out.returncode == 2
   assert "no part named steps_jax_lenett" in out.stderr
   assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_quickstart_benchmark_times_each_front_end_against_tf_keras(
+    fashion_data, tmp_path):
+  from benchmarks import quickstart  # pylint: disable=g-import-not-at-top
+  out = tmp_path / "rows.json"
+  rows = quickstart.run(parse(
+      quickstart, "--runs=tf_keras,keras3:jax", "--epochs=1",
+      f"--extra=--data_dir={fashion_data[0]},--manual_dir={fashion_data[1]},"
+      "--update_interval=5", f"--out={out}"))
+  by_run = {r["run"]: r for r in rows}
+  assert by_run["tf_keras"]["over_tf_keras"] == 1.0
+  jax_row = by_run["keras3:jax"]
+  assert jax_row["over_tf_keras"] == pytest.approx(
+      jax_row["wall_seconds"] / by_run["tf_keras"]["wall_seconds"])
+  for r in rows:
+    # 8 steps of 128: the figures are times; the masks moved (R_s > 0.1).
+    assert r["images_per_second"] > 0 and r["exploration_rate"] > 0.1
+    assert 0 < r["train_seconds"] < r["wall_seconds"]
+  assert [r["run"] for r in json.load(open(out))] == ["tf_keras",
+                                                       "keras3:jax"]

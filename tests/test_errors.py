@@ -56,7 +56,7 @@ def test_tf_keras_layer_in_the_keras3_wrapper_names_the_tf_keras_wrapper():
     ("PruneAndRegrow", "itop_tf.tf_keras.PruneAndRegrow (tf_keras) or "
                        "itop_tf.keras3.PruneAndRegrow"),
     ("scope", "itop_tf.tf_keras.scope"),
-    ("forward_flops", "itop_tf.tf_keras.forward_flops")])
+    ("custom_objects", "itop_tf.tf_keras.custom_objects")])
 def test_a_name_of_one_keras_says_which_front_end_holds_it(name, where):
   with pytest.raises(AttributeError, match=re.escape(where)):
     getattr(itop_tf, name)

@@ -27,7 +27,7 @@ CONFIGS = sorted(glob.glob(os.path.join(ROOT, "launchers", "configs", "*.cfg")))
 def parse(launcher, *args):
   fv = flags.FlagValues()
   launcher_flags.define_flags(*launcher, flag_values=fv)
-  fv(["prog", *args])
+  fv(["prog", "--frontend=tf_keras", *args])  # this file's front-end
   return fv
 
 
@@ -256,7 +256,8 @@ def test_bad_flags_get_one_clear_error_at_parse_time(args, message):
 def _launch(script, *args, **kwargs):
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
   return subprocess.run(
-      [sys.executable, os.path.join(ROOT, "launchers", script), *args],
+      [sys.executable, os.path.join(ROOT, "launchers", script),
+       "--frontend=tf_keras", *args],
       capture_output=True, text=True, env=env, timeout=600, **kwargs)
 
 

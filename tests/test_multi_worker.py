@@ -29,7 +29,8 @@ def test_two_workers_end_with_identical_masks_and_union(fashion_data,
                                                         tmp_path):
   cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
   command = [sys.executable, os.path.join(ROOT, "launchers", "train_cifar.py"),
-             "--strategy=multi_worker", "--dataset=fashion_mnist",
+             "--frontend=tf_keras", "--strategy=multi_worker",
+             "--dataset=fashion_mnist",
              "--model=lenet_300_100", "--method=rigl", "--sparsity=0.9",
              "--update_interval=5", "--epochs=2", "--batch_size=32",
              "--checkpoint_every=20", "--verbose=0",

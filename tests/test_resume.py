@@ -25,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _command(fashion_data, model_dir):
   return [sys.executable, os.path.join(ROOT, "launchers", "train_cifar.py"),
-          "--dataset=fashion_mnist", "--model=lenet_300_100", "--method=rigl",
+          "--frontend=tf_keras", "--dataset=fashion_mnist",
+          "--model=lenet_300_100", "--method=rigl",
           "--sparsity=0.9", "--update_interval=7", "--epochs=8",
           "--batch_size=16", "--checkpoint_every=50", "--verbose=0",
           f"--data_dir={fashion_data[0]}", f"--manual_dir={fashion_data[1]}",

@@ -143,12 +143,20 @@ def test_installing_itop_tf_alone_brings_no_tensorflow():
              for r in extras["tf_keras"])
 
 
-# What the Keras 3 benchmarks load: TensorFlow, TFDS, tf_keras and TF-MOT are
-# imported where used (launchers/lazy_imports.py), so these load without them.
+# What the Keras 3 launcher and benchmarks load: TensorFlow, TFDS, tf_keras and
+# TF-MOT are imported where used (launchers/lazy_imports.py), so these load
+# without them (the tf_keras launcher, tf_keras_trainer.py, is imported by
+# trainer.py only for --frontend=tf_keras).
 TENSORFLOW_FREE_SCRIPTS = (
     "launchers/datasets.py", "launchers/idx_files.py",
     "launchers/launcher_flags.py", "launchers/lazy_imports.py",
-    "launchers/models.py", "benchmarks/harness.py",
+    "launchers/models.py", "launchers/train_cifar.py",
+    "launchers/train_imagenet.py", "launchers/trainer.py",
+    "launchers/keras3_trainer.py", "launchers/keras3_training.py",
+    "launchers/keras3_checkpoints.py", "launchers/arrays.py",
+    "launchers/litert.py", "launchers/recipe.py", "launchers/reporting.py",
+    "launchers/strategies.py", "benchmarks/quickstart.py",
+    "benchmarks/harness.py",
     "benchmarks/end_to_end.py", "benchmarks/keras3_memory.py",
     "benchmarks/keras3_steps.py", "benchmarks/mask_update.py",
     "benchmarks/step_overhead.py", "benchmarks/vit_fashion.py",

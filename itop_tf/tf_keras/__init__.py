@@ -24,9 +24,9 @@ import contextlib
 import tf_keras as keras
 
 from itop_tf import schedules
-from itop_tf.tf_keras.flops import forward_flops
-from itop_tf.tf_keras.flops import training_flops
-from itop_tf.tf_keras.flops import training_flops_ratio
+from itop_tf.flops import forward_flops
+from itop_tf.flops import training_flops
+from itop_tf.flops import training_flops_ratio
 from itop_tf.tf_keras.metrics import ExplorationRate
 from itop_tf.tf_keras.wrapper import ExactCountMask
 from itop_tf.tf_keras.wrapper import PruneAndRegrow

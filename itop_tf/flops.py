@@ -1,5 +1,7 @@
 """FLOPs of sparse training, counted the way the RigL and ITOP papers do.
 
+Models of either Keras (tf_keras or Keras 3, any backend).
+
 A training step costs a forward pass (`f`) and a backward pass at twice the
 forward (`2f`): `3f` in all. For a sparse model, `f_S` counts every
 convolution and dense layer at its kernel density; the dense model costs
@@ -12,20 +14,16 @@ multiply-adds times 2.
 
 Example:
 
->>> dense_f, sparse_f = itop_tf.tf_keras.forward_flops(model)   # per example
->>> itop_tf.tf_keras.training_flops_ratio(model)  # RigL, 90% ERK, ResNet-50
+>>> dense_f, sparse_f = itop_tf.forward_flops(model)   # per example
+>>> itop_tf.training_flops_ratio(model)  # RigL, 90% ERK, ResNet-50
 0.25
 """
 
 import numpy as np
-import tf_keras as keras
 
+from itop_tf import frontends
 from itop_tf import growth as growth_lib
 from itop_tf import prune
-from itop_tf.tf_keras import frontend
-from itop_tf.tf_keras import wrapper as wrapper_lib
-
-_CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 
 
 def _shape(shape, layer, what):
@@ -41,7 +39,7 @@ def layer_flops(layer, input_shape, output_shape):
   """Forward FLOPs per example of one layer's kernel(s) when dense.
 
   Args:
-    layer: a tf_keras layer (not a wrapper).
+    layer: a layer of either Keras (not a wrapper).
     input_shape: the layer's input shape, batch dimension included.
     output_shape: the layer's output shape, batch dimension included.
 
@@ -50,8 +48,10 @@ def layer_flops(layer, input_shape, output_shape):
     (Separable convolutions have two), or `[]` for a layer that is not
     counted.
   """
+  keras = frontends.frontend_of(layer).keras
+  convs = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
   if not isinstance(layer, (keras.layers.Dense, keras.layers.DepthwiseConv2D,
-                            keras.layers.SeparableConv2D) + _CONVS):
+                            keras.layers.SeparableConv2D) + convs):
     return []
   inp = _shape(input_shape, layer, "input")[1:]
   out = _shape(output_shape, layer, "output")[1:]
@@ -82,11 +82,24 @@ def layer_flops(layer, input_shape, output_shape):
   return [2.0 * np.prod(out) * kernel]
 
 
+def _io_shapes(layer):
+  """A layer's (input shape, output shape) in its model, batch included."""
+  if hasattr(layer, "input_shape"):  # tf_keras
+    return layer.input_shape, layer.output_shape
+  def shape(t):
+    if isinstance(t, (list, tuple)):
+      return [tuple(x.shape) for x in t]
+    return tuple(t.shape)
+
+  return shape(layer.input), shape(layer.output)
+
+
 def forward_flops(model):
   """Forward FLOPs per example of `model`, dense and at its current masks.
 
   Args:
-    model: a built functional or Sequential tf_keras model, sparsified or not.
+    model: a built functional or Sequential model of either Keras,
+      sparsified or not.
 
   Returns:
     `(dense_flops, sparse_flops)`: floats. For a model without itop_tf
@@ -95,18 +108,19 @@ def forward_flops(model):
   Raises:
     ValueError: a counted layer has unknown dimensions.
   """
+  fe = frontends.frontend_of(model)
   dense = sparse = 0.0
-  for layer in prune.leaf_layers(model, keras):
-    inner = layer.layer if isinstance(layer, wrapper_lib.PruneAndRegrow) else layer
-    flops = layer_flops(inner, layer.input_shape, layer.output_shape)
+  for layer in prune.leaf_layers(model, fe.keras):
+    inner = layer.layer if isinstance(layer, fe.wrapper) else layer
+    flops = layer_flops(inner, *_io_shapes(layer))
     if not flops:
       continue
     densities = [1.0] * len(flops)
     if inner is not layer:
-      by_attr = {sw.attr: float(np.count_nonzero(sw.mask.numpy())) / sw.size
-                 for sw in layer.sparse_weights}
-      attrs = [a for _, a in wrapper_lib.prunable_kernels(inner)]
-      densities = [by_attr.get(a, 1.0) for a in attrs]
+      by_kernel = {(id(sw.owner), sw.attr): fe.count(sw.mask) / sw.size
+                   for sw in layer.sparse_weights}
+      densities = [by_kernel.get((id(o), a), 1.0)
+                   for o, a in fe.prunable_kernels(inner)]
     dense += sum(flops)
     sparse += sum(f * d for f, d in zip(flops, densities))
   return dense, sparse
@@ -153,7 +167,7 @@ def training_flops_ratio(model, multiplier=1.0):
   Raises:
     ValueError: the model has no itop_tf layers.
   """
-  wrapper = frontend.FRONTEND.sparse_weights(model)[0].wrapper
+  wrapper = frontends.frontend_of(model).sparse_weights(model)[0].wrapper
   schedule = wrapper.schedule
   dense, sparse = forward_flops(model)
   total = schedule.total_steps
