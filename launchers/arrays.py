@@ -75,20 +75,33 @@ def _from_data_source(data_source):
   return ArraySplit(get=get, size=len(data_source))
 
 
-def resolve_input(choice, spec):
+def resolve_input(choice, spec, backend, manual_dir=None):
   """The input pipeline --input=auto means here.
 
-  auto: TFDS through tf.data where TensorFlow can be imported; else the
-  IDX files for Fashion-MNIST, and a TFDS ArrayRecord data source for the
-  others.
+  auto: on Keras' TensorFlow backend, TFDS through tf.data. On JAX and
+  PyTorch, Fashion-MNIST's IDX files where they are (no TensorFlow in the
+  process: tf.data's threads feeding JAX's made the quickstart's epoch
+  20-40 s slower in some runs on 2 cores, BENCHMARKS.md), else TFDS through
+  tf.data where TensorFlow can be imported, else a TFDS ArrayRecord data
+  source.
+
+  Args:
+    choice: --input.
+    spec: the `datasets.DatasetSpec`.
+    backend: Keras' backend.
+    manual_dir: --manual_dir (where the IDX files are).
   """
   if choice != "auto":
     return choice
-  try:
-    lazy_imports.TENSORFLOW.load()
+  if backend == "tensorflow":
     return "tfds"
-  except ImportError:
-    return "idx" if spec.name == "fashion_mnist" else "data_source"
+  if spec.name == "fashion_mnist":
+    try:
+      idx_files.check_files(manual_dir or spec.manual_dir)
+      return "idx"
+    except FileNotFoundError:
+      pass
+  return "tfds" if lazy_imports.available("tensorflow") else "data_source"
 
 
 def open_source(spec, kind, data_dir=None, manual_dir=None):

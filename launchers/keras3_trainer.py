@@ -30,6 +30,7 @@ import json
 import os
 
 from absl import app
+from absl import logging
 import keras
 import numpy as np
 
@@ -49,7 +50,8 @@ class _Data:
   """The run's input: training streams from any step, and the test split."""
 
   def __init__(self, f, spec, place):
-    self.kind = arrays.resolve_input(f.input, spec)
+    self.kind = arrays.resolve_input(f.input, spec, keras.backend.backend(),
+                                     f.manual_dir)
     self.spec, self.batch, self.seed = spec, f.batch_size, f.seed
     self.rows = place.local_batch(f.batch_size)
     self.pad = place.replicas > 1
@@ -158,6 +160,9 @@ def _train(f):
   if _tensorboard_available():
     callbacks.append(keras.callbacks.TensorBoard(tensorboard,
                                                  update_freq="epoch"))
+  else:
+    logging.warning("TensorBoard logs need TensorFlow, which is not "
+                    "installed here: none are written.")
   callbacks.append(checkpoints.callback())
   test_data = data.test()
 

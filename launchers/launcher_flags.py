@@ -74,8 +74,10 @@ def define_flags(dataset_names, defaults, flag_values=FLAGS):
   define("enum", "input", "auto",
          "Input pipeline (Keras 3): tfds (TFDS through tf.data); idx "
          "(Fashion-MNIST's IDX files, NumPy); data_source (a TFDS data set "
-         "prepared as ArrayRecord, read without TensorFlow); auto: tfds where "
-         "TensorFlow can be imported, else idx or data_source.",
+         "prepared as ArrayRecord, read without TensorFlow); auto: tfds on "
+         "the TensorFlow backend; on JAX and PyTorch idx for Fashion-MNIST "
+         "when its files are there, else tfds where TensorFlow can be "
+         "imported, else data_source.",
          ["auto", "tfds", "idx", "data_source"])
   define("enum", "dataset", d["dataset"], "Data set (TFDS).", dataset_names)
   define("string", "data_dir", None, "TFDS data directory (prepared data "

@@ -441,3 +441,17 @@ def test_mirrored_strategy_ends_like_one_device(tmp_path, idx_dir,
   assert two["exploration_rate"] == one["exploration_rate"]
   assert two["test_accuracy"] == pytest.approx(one["test_accuracy"],
                                                abs=0.01)
+
+
+def test_auto_input_reads_idx_files_beside_jax_and_tfds_on_tensorflow(
+    idx_dir, tmp_path, monkeypatch):
+  fashion = datasets.DATASETS["fashion_mnist"]
+  assert arrays.resolve_input("auto", fashion, "tensorflow", idx_dir) == "tfds"
+  for backend in ("jax", "torch"):
+    assert arrays.resolve_input("auto", fashion, backend, idx_dir) == "idx"
+    assert arrays.resolve_input("auto", fashion, backend,
+                                str(tmp_path)) == "tfds"  # no IDX files
+  monkeypatch.setattr(arrays.lazy_imports, "available", lambda name: False)
+  assert arrays.resolve_input("auto", datasets.DATASETS["cifar10"],
+                              "jax") == "data_source"
+  assert arrays.resolve_input("tfds", fashion, "jax", idx_dir) == "tfds"
