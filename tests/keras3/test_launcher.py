@@ -1,8 +1,10 @@
 """The launchers on Keras 3 (--frontend=keras3), on this process's backend.
 
-Runs in-process on small IDX files (tests/fashion_files.py); subprocess runs
-(resume after SIGTERM/SIGKILL, 2 JAX processes as 2 hosts, a process without
-TensorFlow, the LiteRT export from JAX) are marked slow.
+Runs in-process on small IDX files (tests/fashion_files.py) and in
+subprocesses (resume after SIGTERM/SIGKILL, 2 JAX processes as 2 hosts, a
+process without TensorFlow, the LiteRT export from JAX); every training run
+is marked slow, as the tf_keras launcher's are: the fast tier keeps the
+streams, flags, schedules and checks.
 """
 
 import glob
@@ -64,6 +66,7 @@ def test_keras3_is_the_default_front_end():
   assert parse().frontend == "keras3"
 
 
+@pytest.mark.slow
 def test_run_reports_front_end_backend_and_exact_sparsity(
     tmp_path, idx_dir, capsys):
   results = train(tmp_path, idx_dir, "--checkpoint_every=20")
@@ -86,12 +89,14 @@ def test_run_reports_front_end_backend_and_exact_sparsity(
                    "ckpt-64.weights.h5"]
 
 
+@pytest.mark.slow
 def test_dense_method_trains_without_masks(tmp_path, idx_dir):
   results = train(tmp_path, idx_dir, "--method=dense", "--epochs=1")
   assert results["sparsity"] == 0.0 and "mask_digest" not in results
   assert results["test_accuracy"] > 0.5
 
 
+@pytest.mark.slow
 def test_recipe_options_keep_exact_sparsity(tmp_path, idx_dir):
   # Mixed precision, cosine LR with warm-up, label smoothing, weight decay
   # without BatchNorm on a network with BatchNorm.
@@ -104,6 +109,7 @@ def test_recipe_options_keep_exact_sparsity(tmp_path, idx_dir):
   assert np.isfinite(results["test_loss"])
 
 
+@pytest.mark.slow
 def test_weight_decay_regularizes_kernels_and_batch_norm_only_if_asked():
   spec = datasets.DATASETS["cifar10"]
   for bn, expected in ((True, {"kernel", "gamma", "beta"}),
@@ -209,6 +215,7 @@ def test_strategy_other_than_default_is_refused_on_torch():
     strategies.placement(parse("--strategy=mirrored"), "torch")
 
 
+@pytest.mark.slow
 def test_data_source_input_reads_array_record_without_tf_data(
     tmp_path, idx_dir):
   tfds = pytest.importorskip("tensorflow_datasets")
@@ -227,6 +234,7 @@ def test_data_source_input_reads_array_record_without_tf_data(
           f"--data_dir={tmp_path / 'empty'}", name="empty")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution: JAX")
 def test_two_devices_end_like_one_on_the_same_global_batches(
     tmp_path, idx_dir, monkeypatch):
@@ -402,6 +410,7 @@ def test_export_from_jax_writes_a_smaller_litert_file(idx_dir, tmp_path):
   assert "tflite=" in out.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_tensorboard_has_rate_density_and_learning_rate(tmp_path, idx_dir):
   tf = pytest.importorskip("tensorflow")
   train(tmp_path, idx_dir, "--epochs=1")
@@ -427,6 +436,7 @@ def test_flops_are_counted_on_keras3_models():
       r["active"] for r in itop_tf.sparsity_report(sparse_model)))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute: TF")
 def test_mirrored_strategy_ends_like_one_device(tmp_path, idx_dir,
                                                 monkeypatch):
