@@ -110,6 +110,17 @@ def test_recipe_options_keep_exact_sparsity(tmp_path, idx_dir):
 
 
 @pytest.mark.slow
+def test_float16_run_keeps_exact_sparsity_under_loss_scaling(tmp_path,
+                                                             idx_dir):
+  results = train(tmp_path, idx_dir, "--mixed_precision=float16",
+                  "--epochs=1")
+  assert results["sparsity"] == pytest.approx(0.9, abs=1e-3)
+  assert results["exploration_rate"] > 0.1 + 1e-3
+  assert np.isfinite(results["test_loss"])
+  assert keras.mixed_precision.global_policy().name == "float32"  # restored
+
+
+@pytest.mark.slow
 def test_weight_decay_regularizes_kernels_and_batch_norm_only_if_asked():
   spec = datasets.DATASETS["cifar10"]
   for bn, expected in ((True, {"kernel", "gamma", "beta"}),
