@@ -108,6 +108,12 @@ def placement(f, backend):
     app.UsageError: --strategy cannot run on this backend.
   """
   if backend == "tensorflow":
+    if f.strategy == "multi_worker":
+      raise app.UsageError(
+          "--strategy=multi_worker: Keras 3's TensorFlow backend fails in "
+          "fit under MultiWorkerMirroredStrategy (PerReplica inputs, "
+          "keras-team/keras#20585): use KERAS_BACKEND=jax (several hosts "
+          "through keras.distribution), or --frontend=tf_keras.")
     strategy = make_strategy(f)
     return Placement(replicas=strategy.num_replicas_in_sync,
                      strategy=strategy)

@@ -98,13 +98,13 @@ def test_dense_method_trains_without_masks(tmp_path, idx_dir):
 
 @pytest.mark.slow
 def test_recipe_options_keep_exact_sparsity(tmp_path, idx_dir):
-  # Mixed precision, cosine LR with warm-up, label smoothing, weight decay
-  # without BatchNorm on a network with BatchNorm.
-  results = train(tmp_path, idx_dir, "--model=resnet20_cifar",
-                  "--mixed_precision=bfloat16", "--lr_schedule=cosine",
-                  "--warmup_epochs=0.5", "--label_smoothing=0.1",
-                  "--nobn_weight_decay", "--epochs=1", "--batch_size=64",
+  # Mixed precision, cosine LR with warm-up, label smoothing, --multiplier
+  # (which BatchNorm weights decay: test_weight_decay_... below).
+  results = train(tmp_path, idx_dir, "--mixed_precision=bfloat16",
+                  "--lr_schedule=cosine", "--warmup_epochs=0.5",
+                  "--label_smoothing=0.1", "--epochs=1", "--multiplier=2",
                   "--eval_every=0")
+  assert results["step"] == 2 * (1024 // 32)  # 1 epoch x 2
   assert results["sparsity"] == pytest.approx(0.9, abs=1e-3)
   assert np.isfinite(results["test_loss"])
 
@@ -218,6 +218,12 @@ def test_export_without_tensorflow_stops_before_training(monkeypatch):
   with pytest.raises(app.UsageError, match="converts with TensorFlow"):
     litert.check_available("tflite")
   litert.check_available("none")
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow backend only")
+def test_multi_worker_is_refused_on_keras3_tensorflow():
+  with pytest.raises(app.UsageError, match="keras-team/keras#20585"):
+    strategies.placement(parse("--strategy=multi_worker"), "tensorflow")
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="PyTorch backend only")
