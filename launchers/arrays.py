@@ -117,9 +117,15 @@ def open_source(spec, kind, data_dir=None, manual_dir=None):
     A `Source`.
 
   Raises:
-    ValueError: idx for a data set that has no IDX files, or a TFDS data set
-      that is not prepared as ArrayRecord (with how to prepare it).
+    ValueError: idx for a data set that has no IDX files, ImageNet (its
+      JPEG crops are tf.data's), or a TFDS data set that is not prepared as
+      ArrayRecord (with how to prepare it).
   """
+  if spec.name == "imagenet2012":
+    raise ValueError(
+        f"--input={kind}: ImageNet's random-resized crops and central crops "
+        "are made by the TFDS/tf.data pipeline: use --input=tfds (TensorFlow "
+        "installed).")
   if kind == "idx":
     if spec.name != "fashion_mnist":
       raise ValueError(

@@ -470,6 +470,11 @@ def test_mirrored_strategy_ends_like_one_device(tmp_path, idx_dir,
                                                abs=0.01)
 
 
+def test_imagenet_without_tf_data_is_refused_with_the_way_out():
+  with pytest.raises(ValueError, match="use --input=tfds"):
+    arrays.open_source(datasets.DATASETS["imagenet2012"], "data_source")
+
+
 def test_auto_input_reads_idx_files_beside_jax_and_tfds_on_tensorflow(
     idx_dir, tmp_path, monkeypatch):
   fashion = datasets.DATASETS["fashion_mnist"]
