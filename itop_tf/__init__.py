@@ -38,10 +38,10 @@ from itop_tf import growth
 from itop_tf import keras3
 from itop_tf.callbacks import ITOPCallback
 from itop_tf.distributions import layer_counts
+from itop_tf.distributions import layer_densities
 from itop_tf.flops import forward_flops
 from itop_tf.flops import training_flops
 from itop_tf.flops import training_flops_ratio
-from itop_tf.distributions import layer_densities
 from itop_tf.frontends import find_wrappers
 from itop_tf.metrics import exploration_rate
 from itop_tf.metrics import format_report
@@ -92,8 +92,8 @@ def __getattr__(name):
 
 __all__ = [
     "ExportReport", "ITOPCallback", "MaskUpdater", "RegrowthSchedule",
-    "exploration_rate", "export_tflite", "find_wrappers", "format_report", "forward_flops",
-    "growth", "keras3", "layer_counts", "layer_densities", "sparsify",
+    "exploration_rate", "export_tflite", "find_wrappers", "format_report",
+    "forward_flops", "growth", "keras3", "layer_counts", "layer_densities", "sparsify",
     "sparsity_report", "strip", "tf_keras", "training_flops",
     "training_flops_ratio",
 ]

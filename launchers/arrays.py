@@ -168,10 +168,13 @@ def normalize(images, spec):
                                                               np.float32)
 
 
-def augment(images, spec, rng):
-  """CIFAR's augmentation of a batch: pad 4, random 32x32 crop, random flip."""
+def augment(images, spec, seed, step):
+  """CIFAR's augmentation of step `step`'s batch: pad 4, random 32x32 crop,
+  random flip, drawn from `default_rng((seed, step))`; other data sets'
+  batches are returned as they are."""
   if not spec.name.startswith("cifar"):
     return images
+  rng = np.random.default_rng((seed, 1 << 40, step))
   n, h, w, _ = images.shape
   padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
   tops = rng.integers(0, 9, n)
@@ -224,8 +227,7 @@ class TrainStream(keras.utils.PyDataset):
   def __getitem__(self, index):
     step = self.first_step + index
     images, labels = self.split.take(self.batch_indices(step))
-    images = augment(images, self.spec,
-                     np.random.default_rng((self.seed, 1 << 40, step)))
+    images = augment(images, self.spec, self.seed, step)
     a, b = self.rows
     x = normalize(images[a:b], self.spec)
     y = keras.utils.to_categorical(labels[a:b], self.spec.num_classes)

@@ -296,17 +296,14 @@ def keras3_train_dataset(spec, b, global_batch, seed, steps_per_epoch,
 def keras3_eval_dataset(spec, b, global_batch, rows, pad):
   """The test split for Keras 3: `(image, label, weight)` batches in order.
 
-  With `pad`, the last batch is filled up to `global_batch` with examples of
+  `make_eval_dataset`'s batches, each with a weight per example. With
+  `pad`, the last batch is filled up to `global_batch` with examples of
   weight 0 (every device gets an equal share), and each batch is cut to
   this process's `rows`.
   """
-  ds = _as_dataset(b, spec, spec.test_split).map(
-      lambda image, label: preprocess_eval(image, label, spec),
-      num_parallel_calls=tf.data.AUTOTUNE).batch(global_batch)
   a, z = rows
 
   def batch(image, label):
-    label = tf.one_hot(label, spec.num_classes)
     weight = tf.ones(tf.shape(label)[:1])
     if pad:
       fill = global_batch - tf.shape(label)[0]
@@ -316,8 +313,8 @@ def keras3_eval_dataset(spec, b, global_batch, rows, pad):
       weight = tf.concat([weight, tf.zeros([fill])], 0)
     return image[a:z], label[a:z], weight[a:z]
 
-  return ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-      tf.data.AUTOTUNE)
+  return make_eval_dataset(spec, b, global_batch).map(
+      batch, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def calibration_inputs(spec, b, count=200):

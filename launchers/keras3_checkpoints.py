@@ -33,15 +33,10 @@ import sys
 from absl import logging
 import keras
 
+from itop_tf.keras3 import frontend
+
 PREEMPTED_EXIT_CODE = 42
 _NAME = re.compile(r"ckpt-(\d+)\.weights\.h5$")
-
-
-def _sync(model):
-  """On JAX, puts the training state held by `fit` back into the variables."""
-  sync = getattr(model, "jax_state_sync", None)
-  if sync is not None:
-    sync()
 
 
 class StepCheckpoints:
@@ -84,7 +79,7 @@ class StepCheckpoints:
 
   def save(self, step):
     """Writes `ckpt-<step>.weights.h5` and drops the oldest beyond `keep`."""
-    _sync(self.model)
+    frontend.FRONTEND.sync(self.model)  # JAX: fit's state into variables
     os.makedirs(self.write_to, exist_ok=True)
     path = os.path.join(self.write_to, f"ckpt-{step}.weights.h5")
     partial = os.path.join(self.write_to, f"partial-{step}.weights.h5")

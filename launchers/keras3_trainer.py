@@ -95,10 +95,6 @@ class _Data:
     return arrays.calibration_inputs(self.source.train, self.spec)
 
 
-def _tensorboard_available():
-  return lazy_imports.available("tensorflow")
-
-
 def train(f):
   """`trainer.train` on Keras 3; the same argument and result.
 
@@ -150,14 +146,14 @@ def _train(f):
   if restored:
     print(f"Resuming from {restored} at step {start} of {total_steps}.")
 
-  tensorboard = os.path.join(write_dir, "tensorboard")
+  tensorboard = (os.path.join(write_dir, "tensorboard")
+                 if lazy_imports.available("tensorflow") else None)
   clock = reporting.training_clock(keras)
   callbacks = [clock, keras3_training.LearningRateLog()]
   if f.method != "dense":
     callbacks.insert(0, itop_tf.ITOPCallback(
-        log_dir=(os.path.join(tensorboard, "itop")
-                 if _tensorboard_available() else None)))
-  if _tensorboard_available():
+        log_dir=tensorboard and os.path.join(tensorboard, "itop")))
+  if tensorboard:
     callbacks.append(keras.callbacks.TensorBoard(tensorboard,
                                                  update_freq="epoch"))
   else:
@@ -174,20 +170,14 @@ def _train(f):
     checkpoints.save(step)
 
   values = model.evaluate(test_data, verbose=0, return_dict=True)
-  results = {"frontend": "keras3", "backend": backend, "input": data.kind,
-             "replicas": place.replicas, "processes": place.num_processes,
-             "dataset": f.dataset, "model": f.model, "method": f.method,
-             "multiplier": multiplier, "seed": f.seed, "step": step,
-             "test_accuracy": float(values["accuracy"]),
-             "test_loss": float(values["loss"]),
-             **reporting.timing(clock, steps_run, f.batch_size)}
-  if "top5" in values:
-    results["test_top5"] = float(values["top5"])
-  results.update(reporting.sparse_results(f.method, model, multiplier))
+  results = reporting.run_results(f, model, values, step, "keras3", backend)
+  results.update(input=data.kind, replicas=place.replicas,
+                 processes=place.num_processes,
+                 **reporting.timing(clock, steps_run, f.batch_size))
   os.makedirs(write_dir, exist_ok=True)
   if f.export != "none" and is_chief:
     results["tflite"] = litert.export(model, write_dir, f.export,
-                                      data.calibration(), data.test_arrays())
+                                      data.calibration, data.test_arrays())
   with open(os.path.join(write_dir, "results.json"), "w") as out:
     json.dump(results, out, indent=1, default=_plain)
   checkpoints.finish()

@@ -18,9 +18,11 @@ import subprocess
 import sys
 
 from absl import app
+from absl import logging
 import numpy as np
 
 import itop_tf
+from itop_tf import frontends
 from launchers import lazy_imports
 from launchers import reporting
 
@@ -38,20 +40,24 @@ def check_available(export):
 
 def _export(model, path, quantize, calibration, eval_arrays):
   report = itop_tf.export_tflite(
-      model, path, quantize=quantize,
-      representative_data=calibration if quantize else None,
+      model, path, quantize=quantize, representative_data=calibration,
       eval_data=eval_arrays)
+  logging.info("LiteRT export:\n%s", report)
   return reporting.export_fields(report)
 
 
 def export(model, write_dir, kind, calibration, eval_arrays):
   """Writes the --export LiteRT file; its report fields as a dict.
 
+  In this process for a tf_keras model or Keras 3 on TensorFlow; through a
+  `.keras` file and a TensorFlow-backend child from JAX or PyTorch.
+
   Args:
-    model: the trained Keras 3 model (sparse).
+    model: the trained model (sparse), of either Keras.
     write_dir: where the file goes (model.tflite or model_int8.tflite).
     kind: "tflite" or "tflite_int8".
-    calibration: training inputs for int8 calibration (an array).
+    calibration: returns training inputs for int8 calibration (an array);
+      called for tflite_int8 only.
     eval_arrays: (inputs, one-hot labels) of the test split.
 
   Returns:
@@ -64,13 +70,15 @@ def export(model, write_dir, kind, calibration, eval_arrays):
   quantize = "int8" if kind == "tflite_int8" else None
   path = os.path.join(write_dir, "model_int8.tflite" if quantize
                       else "model.tflite")
-  if keras.backend.backend() == "tensorflow":
+  calibration = calibration() if quantize else None
+  if (frontends.keras_of(model) == "tf_keras" or
+      keras.backend.backend() == "tensorflow"):
     return _export(model, path, quantize, calibration, eval_arrays)
   keras_file = os.path.join(write_dir, "model.keras")
   model.save(keras_file)
   arrays = os.path.join(write_dir, "export_arrays.npz")
-  np.savez(arrays, calibration=calibration, x=eval_arrays[0],
-           y=eval_arrays[1])
+  np.savez(arrays, x=eval_arrays[0], y=eval_arrays[1],
+           **({"calibration": calibration} if quantize else {}))
   env = {**os.environ, "KERAS_BACKEND": "tensorflow",
          "PYTHONPATH": os.pathsep.join(
              [_ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
@@ -91,9 +99,10 @@ def _main(argv):
   import keras  # pylint: disable=g-import-not-at-top
   model = keras.saving.load_model(args["--keras_file"], compile=False)
   data = np.load(args["--arrays"])
-  print(json.dumps(_export(model, args["--out"],
-                           "int8" if "--quantize" in argv else None,
-                           data["calibration"], (data["x"], data["y"]))))
+  quantize = "--quantize" in argv
+  print(json.dumps(_export(model, args["--out"], "int8" if quantize else None,
+                           data["calibration"] if quantize else None,
+                           (data["x"], data["y"]))))
 
 
 if __name__ == "__main__":

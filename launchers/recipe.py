@@ -1,10 +1,12 @@
 """The paper's training recipe from the launcher flags, for either Keras.
 
-What the tf_keras launcher (`training`) and the Keras 3 launcher
-(`keras3_training`) share: the regrowth schedule and `itop_tf.sparsify` call
-of --method, and the learning-rate arithmetic (linear warm-up, then x
---lr_decay at each milestone). Imports no TensorFlow and no Keras: the math
-takes the array module to run on (`tf` or `keras.ops`).
+What the tf_keras launcher (`tf_keras_trainer`, `training`) and the Keras 3
+launcher (`keras3_trainer`, `keras3_training`) share: the regrowth schedule
+and `itop_tf.sparsify` call of --method, the learning-rate arithmetic
+(linear warm-up, then x --lr_decay at each milestone), compiling, the run's
+length and directory, and the epoch loop that resumes mid-epoch. Imports no
+TensorFlow: the Keras in use is passed in, and the LR math takes the array
+module to run on (`tf` or `keras.ops`).
 
 Example:
 

@@ -49,6 +49,30 @@ def sparse_results(method, model, multiplier):
                   for k, v in r.items()} for r in rows]}
 
 
+def run_results(f, model, values, step, frontend, backend):
+  """results.json's fields common to both launchers.
+
+  Args:
+    f: the parsed flags.
+    model: the trained model.
+    values: `model.evaluate(..., return_dict=True)` on the test split.
+    step: the optimizer step the run ended at.
+    frontend, backend: e.g. "keras3", "jax".
+
+  Returns:
+    The run's flags that name it, test metrics, then `sparse_results`.
+  """
+  results = {"frontend": frontend, "backend": backend,
+             "dataset": f.dataset, "model": f.model, "method": f.method,
+             "multiplier": f.multiplier, "seed": f.seed, "step": step,
+             "test_accuracy": float(values["accuracy"]),
+             "test_loss": float(values["loss"])}
+  if "top5" in values:
+    results["test_top5"] = float(values["top5"])
+  results.update(sparse_results(f.method, model, f.multiplier))
+  return results
+
+
 def export_fields(report):
   """The results.json fields of an `itop_tf.ExportReport` (a dict)."""
   return {k: v for k, v in report.to_dict().items() if k in _EXPORT_KEYS}

@@ -22,13 +22,13 @@ Example:
 import json
 import os
 
-from absl import logging
 import tensorflow as tf
 import tf_keras as keras
 
 import itop_tf
 from launchers import checkpointing
 from launchers import datasets
+from launchers import litert
 from launchers import recipe
 from launchers import reporting
 from launchers import training
@@ -90,41 +90,18 @@ def train(f):
   if step != start:
     checkpoints.save(step)
 
-  results = evaluate_and_report(f, model, eval_ds, multiplier, step)
+  values = model.evaluate(eval_ds, verbose=0, return_dict=True)
+  results = reporting.run_results(f, model, values, step, "tf_keras",
+                                  "tensorflow")
   results.update(reporting.timing(clock, steps_run, f.batch_size))
   os.makedirs(write_dir, exist_ok=True)
   if f.export != "none" and checkpoints.is_chief:
-    results["tflite"] = export(f, model, spec, builder, eval_ds, write_dir)
+    results["tflite"] = litert.export(
+        model, write_dir, f.export,
+        lambda: datasets.calibration_inputs(spec, builder),
+        datasets.as_arrays(eval_ds))
   with open(os.path.join(write_dir, "results.json"), "w") as out:
     json.dump(results, out, indent=1)
   checkpoints.finish()
   print(reporting.summary_line(results))
   return results
-
-
-def evaluate_and_report(f, model, eval_ds, multiplier, step):
-  """Test metrics, sparsity, R_s and training FLOPs as a dict."""
-  values = model.evaluate(eval_ds, verbose=0, return_dict=True)
-  results = {"frontend": "tf_keras", "backend": "tensorflow",
-             "dataset": f.dataset, "model": f.model,
-             "method": f.method, "multiplier": multiplier,
-             "seed": f.seed, "step": step,
-             "test_accuracy": float(values["accuracy"]),
-             "test_loss": float(values["loss"])}
-  if "top5" in values:
-    results["test_top5"] = float(values["top5"])
-  results.update(reporting.sparse_results(f.method, model, multiplier))
-  return results
-
-
-def export(f, model, spec, builder, eval_ds, write_dir):
-  """Writes the --export LiteRT file; its report (interpreter accuracy) as a dict."""
-  quantize = "int8" if f.export == "tflite_int8" else None
-  name = "model_int8.tflite" if quantize else "model.tflite"
-  report = itop_tf.export_tflite(
-      model, os.path.join(write_dir, name), quantize=quantize,
-      representative_data=(datasets.calibration_inputs(spec, builder)
-                           if quantize else None),
-      eval_data=datasets.as_arrays(eval_ds))
-  logging.info("LiteRT export:\n%s", report)
-  return reporting.export_fields(report)

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import itop_tf
+from benchmarks import harness
 import keras3_helpers as helpers
 from fashion_files import write_fashion_mnist
 from launchers import arrays
@@ -275,11 +276,9 @@ def test_two_devices_end_like_one_on_the_same_global_batches(
 
 def _env(**extra):
   # Without TPU_ML_PLATFORM (set by importing TensorFlow): a JAX child
-  # started with it takes about 35 s longer to start.
-  env = {k: v for k, v in os.environ.items()
-         if not k.startswith("TPU_ML_PLATFORM")}
-  env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
-              "KERAS_BACKEND": BACKEND, "PYTHONPATH": ROOT})
+  # started with it took about 35 s longer (harness.child_environment).
+  env = harness.child_environment(BACKEND)
+  env.update({"CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": ROOT})
   env.update(extra)
   return env
 
